@@ -1,0 +1,39 @@
+# 《Django Celery 快速入门》 — `make` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Notebooks and tests call `python` and `celery`: the venv's, not the system's.
+export PATH := $(BIN):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help install lab test notebooks pictures clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed (found %s). Run: make PYTHON=python3.11 ..." % sys.version.split()[0])'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the pinned requirements (done by lab and test)
+
+lab: install ## Start a broker (embedded Valkey unless REDIS_URL or 6379 has one) and JupyterLab
+	$(BIN)/python -m launcher.lab
+
+test: install ## Run every test: unit, integration with real processes, strict nbval of all notebooks
+	$(BIN)/python -m pytest
+
+notebooks: install ## Re-execute every notebook top to bottom and save its outputs (for committing)
+	$(BIN)/python -m tests.execute_notebooks notebooks/*.ipynb
+
+pictures: install ## Regenerate every picture in pictures/ from its source
+	$(BIN)/python pictures/src/architecture.py
+
+clean: ## Remove .venv and caches
+	rm -rf $(VENV) .pytest_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

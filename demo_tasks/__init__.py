@@ -1,0 +1,1 @@
+"""The standalone Celery app of chapters 01-04 (the article's demo)."""

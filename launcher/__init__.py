@@ -1,0 +1,20 @@
+"""Start and stop the course's processes (broker, Celery workers, ...) for
+notebooks, tests and ``make lab``. Small on purpose: no Celery logic here.
+
+    >>> import launcher
+    >>> broker = launcher.ensure_broker()          # REDIS_URL, 6379, or embedded Valkey
+    >>> worker = launcher.start_worker("demo_tasks.tasks", broker=broker)
+    >>> worker.show(10)                            # sanitized tail of its log
+    >>> launcher.stop_all(verbose=True)            # also runs at exit
+"""
+
+from .broker import Broker, BrokerError, ensure_broker, free_port, ping, start_embedded
+from .celery_procs import FAST_FLAGS, celery_command, start_worker
+from .procs import Proc, ProcessError, running, stop_all, wait_for
+from .sanitize import sanitize
+
+__all__ = [
+    "Broker", "BrokerError", "FAST_FLAGS", "Proc", "ProcessError", "celery_command",
+    "ensure_broker", "free_port", "ping", "running", "sanitize", "start_embedded",
+    "start_worker", "stop_all", "wait_for",
+]

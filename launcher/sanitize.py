@@ -1,0 +1,39 @@
+"""Make process logs and outputs stable: the same rules nbval applies."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import socket
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+RULES_FILE = Path(__file__).with_name("nbval_sanitize.cfg")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@lru_cache(maxsize=1)
+def _rules() -> list[tuple[re.Pattern, str]]:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(RULES_FILE, encoding="utf-8")
+    rules = []
+    # Machine-specific strings first, so the generic patterns see placeholders.
+    for literal, placeholder in ((str(REPO_ROOT), "."), (sys.prefix, "VENV")):
+        rules.append((re.compile(re.escape(literal)), placeholder))
+    host = re.escape(socket.gethostname())
+    rules.append((re.compile(rf"@{host}\b"), "@HOST"))  # node names: w1@HOST
+    if len(host) >= 4:  # alone, only a name long enough not to match ordinary words
+        rules.append((re.compile(rf"\b{host}\b"), "HOST"))
+    rules.append((re.compile(re.escape(os.path.realpath("/tmp")) + r"/[\w.-]+"), "TMPDIR"))
+    for section in parser.sections():
+        rules.append((re.compile(parser[section]["regex"]), parser[section]["replace"]))
+    return rules
+
+
+def sanitize(text: str) -> str:
+    """Replace task ids, host names, pids, ports, timestamps, durations and paths."""
+    for pattern, replacement in _rules():
+        text = pattern.sub(replacement, text)
+    return text

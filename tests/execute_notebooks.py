@@ -1,0 +1,45 @@
+"""Execute notebooks top to bottom and save their outputs, the way nbval re-runs them.
+
+    python -m tests.execute_notebooks notebooks/*.ipynb     (or: make notebooks)
+
+Each notebook gets a fresh embedded broker on a free port (REDIS_URL), as in
+the tests, and runs with notebooks/ as its working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+import launcher
+
+
+def execute(path: Path) -> float:
+    nb = nbformat.read(path, as_version=4)
+    broker = launcher.start_embedded()
+    os.environ["REDIS_URL"] = broker.url
+    started = time.perf_counter()
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally:
+        broker.stop()
+        os.environ.pop("REDIS_URL", None)
+    nbformat.write(nb, path)
+    return time.perf_counter() - started
+
+
+def main(paths: list[str]) -> int:
+    for p in paths:
+        seconds = execute(Path(p))
+        print(f"{p}: executed in {seconds:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
