@@ -143,7 +143,16 @@ def from_env_url(url: str, timeout: float = 3.0) -> Broker:
 
 
 def ensure_broker(port: int = DEFAULT_PORT) -> Broker:
-    """The broker for a learner's session (``make lab``, or a notebook run alone)."""
+    """The broker for a learner's session (``make lab``, or a notebook run alone).
+
+    Exports ``REDIS_URL`` so that the apps imported and the workers started
+    afterwards in this process all use the same server."""
+    broker = _find_broker(port)
+    os.environ["REDIS_URL"] = broker.url
+    return broker
+
+
+def _find_broker(port: int) -> Broker:
     url = os.environ.get("REDIS_URL")
     if url:
         return from_env_url(url)

@@ -99,13 +99,13 @@ class Proc:
     def tail(self, lines: int = 20, *, grep: str | None = None, start: str | None = None,
              raw: bool = False) -> str:
         """The last ``lines`` lines of the log, sanitized. ``grep`` keeps only the
-        lines containing it; ``start`` drops what comes before the last line
+        lines containing it; ``start`` drops what comes before the first line
         containing it (e.g. a worker's banner)."""
         text = self.log() if raw else sanitize(self.log())
         rows = text.splitlines()
         if start is not None:
             marks = [i for i, r in enumerate(rows) if start in r]
-            rows = rows[marks[-1]:] if marks else rows
+            rows = rows[marks[0]:] if marks else rows
         if grep is not None:
             rows = [r for r in rows if grep in r]
         return "\n".join(rows[-lines:])
