@@ -29,6 +29,8 @@ def main() -> int:
         print("  (port 6379 already answered PING, so the course uses that server and will not stop it)")
     # Kernels, and the workers they start, find the broker through REDIS_URL.
     os.environ["REDIS_URL"] = broker.url
+    # `!python ...` and `!celery ...` in notebooks must find this venv's programs.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
     port = os.environ.get("LAB_PORT", "8888")
     argv = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
