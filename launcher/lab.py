@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     try:
-        broker = ensure_broker()
+        # LAB_BROKER_PORT exists for the tests, which never touch 6379.
+        broker = ensure_broker(port=int(os.environ.get("LAB_BROKER_PORT", "6379")))
     except BrokerError as exc:
         print(f"make lab: {exc}", file=sys.stderr)
         return 2
@@ -35,6 +36,8 @@ def main() -> int:
     port = os.environ.get("LAB_PORT", "8888")
     argv = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={port}", f"--ServerApp.root_dir={ROOT / 'notebooks'}"]
+    if os.geteuid() == 0:  # containers and CI machines often run as root
+        argv.append("--allow-root")
     lab = Proc("jupyterlab", argv, cwd=ROOT / "notebooks")
 
     def stop(signum, frame):
