@@ -43,7 +43,9 @@ def main() -> int:
     def stop(signum, frame):
         raise KeyboardInterrupt
 
+    # Explicitly: a shell may start us with SIGINT ignored (e.g. `make lab &`).
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         url = None
         while lab.running() and url is None:
