@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lab test notebooks pictures clean
+.PHONY: help install browser lab test notebooks pictures clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,14 +25,17 @@ install: $(STAMP) ## Create .venv and install the pinned requirements (done by l
 lab: install ## Start a broker (embedded Valkey unless REDIS_URL or 6379 has one) and JupyterLab
 	$(BIN)/python -m launcher.lab
 
-test: install ## Run every test: unit, integration with real processes, strict nbval of all notebooks
+browser: install ## Make sure Playwright has a Chromium (the system's, else `playwright install chromium`)
+	$(BIN)/python -m launcher.browser
+
+test: install browser ## Run every test: unit, real processes, real browser, strict nbval of all notebooks
 	$(BIN)/python -m pytest
 
 notebooks: install ## Re-execute every notebook top to bottom and save its outputs (for committing)
 	$(BIN)/python -m tests.execute_notebooks notebooks/*.ipynb
 
-pictures: install ## Regenerate every picture in pictures/ from its source
-	$(BIN)/python pictures/src/architecture.py
+pictures: install browser ## Regenerate every picture from its source and real runs (needs Chromium, a CJK font)
+	$(BIN)/python pictures/src/make_pictures.py
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .pytest_cache *.egg-info

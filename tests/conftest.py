@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import launcher
@@ -23,20 +25,22 @@ def module_broker():
     b.stop()
 
 
-@pytest.fixture(scope="module")
-def demo_worker(module_broker, monkeypatch_module):
-    """A real `celery -A demo_tasks.tasks worker` process, and the app pointed at its broker."""
-    monkeypatch_module.setenv("REDIS_URL", module_broker.url)
-    from demo_tasks.tasks import app
+@pytest.fixture(scope="session")
+def demo_app(broker):
+    """demo_tasks.tasks, imported with REDIS_URL pointing at the session's broker.
+    (An app keeps the connections it opened: re-pointing it later does not work.)"""
+    os.environ["REDIS_URL"] = broker.url
+    from demo_tasks import tasks
 
-    app.conf.broker_url = app.conf.result_backend = module_broker.url
-    worker = launcher.start_worker("demo_tasks.tasks", broker=module_broker, fast=True)
+    assert tasks.app.conf.broker_url == broker.url, \
+        "demo_tasks.tasks was imported before the demo_app fixture set REDIS_URL"
+    yield tasks
+    os.environ.pop("REDIS_URL", None)
+
+
+@pytest.fixture(scope="module")
+def demo_worker(demo_app, broker):
+    """A real `celery -A demo_tasks.tasks worker` process for one test module."""
+    worker = launcher.start_worker("demo_tasks.tasks", broker=broker, fast=True)
     yield worker
     worker.cleanup()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()

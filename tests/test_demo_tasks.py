@@ -19,9 +19,8 @@ ARTICLE_OUTPUT = "Is Task ready: False\ntask result: 8\n"
 
 
 @pytest.fixture(scope="module")
-def app(demo_worker):
-    from demo_tasks import tasks
-    return tasks
+def app(demo_app, demo_worker):
+    return demo_app
 
 
 def test_add_runs_in_the_worker(app, demo_worker):
@@ -31,9 +30,9 @@ def test_add_runs_in_the_worker(app, demo_worker):
     assert launcher.wait_for(lambda: result.id in demo_worker.log(), 5)
 
 
-def test_run_task_module_prints_the_articles_output(demo_worker, module_broker):
+def test_run_task_module_prints_the_articles_output(demo_worker, broker):
     done = subprocess.run([sys.executable, "-m", "demo_tasks.run_task"], capture_output=True,
-                          text=True, timeout=30, env=dict(os.environ, REDIS_URL=module_broker.url))
+                          text=True, timeout=30, env=dict(os.environ, REDIS_URL=broker.url))
     assert done.returncode == 0, done.stderr
     assert done.stdout == ARTICLE_OUTPUT
 

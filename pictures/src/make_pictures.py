@@ -1,0 +1,197 @@
+"""`make pictures`: regenerate every picture in pictures/ from real runs.
+
+    .venv/bin/python pictures/src/make_pictures.py
+
+1. celery_architecture.png  drawn by architecture.py (matplotlib);
+2. celery_worker.png        the start-up banner of a real demo_tasks worker,
+                            from its log, sanitized, as a terminal window;
+3. flower_start.png         Flower's real start-up output, the same way;
+4. flower_web.png           screenshots of that live Flower, taken by headless
+   flower_tasks.png         Chromium (Playwright) after real tasks ran: the
+   flower_task_detail.png   workers page, the tasks page, one task's page.
+
+Everything runs on an embedded broker on a free port and is stopped at the
+end, whatever happens. Needs Chromium (see launcher/browser.py) and a CJK font
+for the architecture diagram.
+
+Screenshots: fixed viewport, UTC, en-US, light theme; every wait is on a
+condition. Before each shot the page's text has the machine's own strings
+replaced the way launcher.sanitize does (host name -> HOST, repository and
+virtualenv paths -> . and VENV); task ids and times stay real.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+PICTURES = ROOT / "pictures"
+sys.path.insert(0, str(HERE))  # terminal.py, beside this file
+
+import launcher  # noqa: E402
+from launcher.browser import chromium  # noqa: E402
+from launcher import sanitize  # noqa: E402
+from launcher.flower import start_flower  # noqa: E402
+import terminal  # noqa: E402
+
+APP = "demo_tasks.tasks"
+VIEWPORT = {"width": 1280, "height": 800}
+TIMEOUT = 30.0
+TIMEOUT_MS = int(TIMEOUT * 1000)
+
+#: The batch shown in the pictures: four successes, one failure, one slow task.
+BATCH = [("add", (1, 1), {}), ("add", (2, 2), {}), ("add", (3, 3), {}), ("add", (4, 4), {}),
+         ("divide", (1, 0), {}), ("slow_add", (4, 4), {"seconds": 1.0})]
+
+
+def log(message: str) -> None:
+    print(f"make pictures: {message}", flush=True)
+
+
+def until(condition, what: str, timeout: float = TIMEOUT) -> None:
+    if not launcher.wait_for(condition, timeout, interval=0.1):
+        raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def architecture() -> None:
+    subprocess.run([sys.executable, str(HERE / "architecture.py")], check=True, cwd=ROOT)
+    log("celery_architecture.png")
+
+
+def worker_banner(worker) -> None:
+    """From the banner's first line (" -------------- w1@HOST v5...") to "ready.".
+    Warnings before it (e.g. about running as root in a container) are the
+    machine's, not the worker's start-up, and are left out."""
+    lines = worker.tail(400).splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(r"^ -{10,} \S+@\S+ v\d", line))
+    end = next(i for i, line in enumerate(lines) if line.endswith(" ready."))
+    terminal.render("\n".join(lines[start:end + 1]), PICTURES / "celery_worker.png",
+                    command=sanitize(worker.display), title="celery worker")
+    log("celery_worker.png")
+
+
+def flower_start(flower) -> None:
+    text = flower.tail(400)
+    lines = text.splitlines()
+    end = next(i for i, line in enumerate(lines) if "Connected to " in line)
+    terminal.render("\n".join(lines[:end + 1]), PICTURES / "flower_start.png",
+                    command=sanitize(flower.display), title="celery flower")
+    log("flower_start.png")
+
+
+def flower_api(flower, path: str):
+    import requests
+
+    reply = requests.get(flower.url + path, auth=flower.auth, timeout=5)
+    reply.raise_for_status()
+    return reply.json()
+
+
+def send_batch(broker_url: str) -> dict[str, str]:
+    """Send BATCH through a client app of our own; wait for every result.
+    Returns {task name: task id} of the last task of each name."""
+    from celery import Celery
+
+    client = Celery("pictures", broker=broker_url, backend=broker_url, set_as_current=False)
+    ids = {}
+    try:
+        for name, args, kwargs in BATCH:
+            result = client.send_task(f"{APP}.{name}", args=args, kwargs=kwargs)
+            result.get(timeout=TIMEOUT, propagate=False)
+            ids[name] = result.id
+    finally:
+        client.close()
+    return ids
+
+
+# Replace text in every text node of the page (machine-specific strings only).
+SANITIZE_JS = """(pairs) => {
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    let text = node.nodeValue;
+    for (const [from, to] of pairs) text = text.split(from).join(to);
+    if (text !== node.nodeValue) node.nodeValue = text;
+  }
+}"""
+
+
+def machine_strings() -> list[tuple[str, str]]:
+    pairs = [(sys.prefix, "VENV"), (str(ROOT), "."), (os.path.realpath("/tmp"), "TMPDIR")]
+    return pairs + [("@" + socket.gethostname(), "@HOST")]
+
+
+def shoot(page, name: str, *, full_page: bool = False) -> None:
+    page.evaluate(SANITIZE_JS, machine_strings())
+    page.screenshot(path=str(PICTURES / name), full_page=full_page, animations="disabled",
+                    caret="hide")
+    log(name)
+
+
+def screenshots(flower, ids: dict[str, str]) -> None:
+    user, password = flower.auth
+    succeeded = sum(1 for name, *_ in BATCH if name != "divide")
+    with chromium() as browser:
+        context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1, locale="en-US",
+                                      timezone_id="UTC", color_scheme="light",
+                                      http_credentials={"username": user, "password": password})
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+
+        page.goto(flower.url + "/workers")
+        page.get_by_role("cell", name="Online").wait_for()
+        page.wait_for_function(
+            "([ok, failed]) => document.querySelector('#workers-succeeded').textContent.trim() === ok"
+            " && document.querySelector('#workers-failed').textContent.trim() === failed",
+            arg=[str(succeeded), "1"])
+        shoot(page, "flower_web.png")
+
+        page.goto(flower.url + "/tasks")
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('#tasks-table tbody tr td a').length >= n",
+            arg=len(BATCH))
+        page.wait_for_load_state("networkidle")
+        shoot(page, "flower_tasks.png")
+
+        # The failed task: the page a developer opens first.
+        page.goto(flower.url + "/task/" + ids["divide"])
+        page.get_by_text("ZeroDivisionError: division by zero").first.wait_for()
+        page.wait_for_load_state("networkidle")
+        shoot(page, "flower_task_detail.png", full_page=True)
+        context.close()
+
+
+def main() -> int:
+    started = time.monotonic()
+    PICTURES.mkdir(exist_ok=True)
+    architecture()
+    try:
+        broker = launcher.start_embedded()
+        # -E: the worker sends task events, which is what Flower shows.
+        worker = launcher.start_worker(APP, broker=broker, extra_args=["-E"], cwd=str(ROOT))
+        worker_banner(worker)
+
+        flower = start_flower(APP, broker=broker, cwd=str(ROOT))
+        until(lambda: "Connected to " in flower.log(), "Flower to connect to the broker")
+        until(lambda: flower_api(flower, "/api/workers") != {}, "Flower to list the worker")
+        flower_start(flower)
+
+        ids = send_batch(broker.url)
+        until(lambda: sorted(t["state"] for t in flower_api(flower, "/api/tasks").values())
+              == sorted("FAILURE" if name == "divide" else "SUCCESS" for name, *_ in BATCH),
+              "Flower to record every task of the batch")
+        screenshots(flower, ids)
+    finally:
+        launcher.stop_all()
+    log(f"done in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
