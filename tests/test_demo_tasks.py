@@ -30,11 +30,28 @@ def test_add_runs_in_the_worker(app, demo_worker):
     assert launcher.wait_for(lambda: result.id in demo_worker.log(), 5)
 
 
+def run_article_script(argv, **kwargs) -> list[str]:
+    """Run run_task.py up to 3 times until it prints the article's exact output.
+
+    Its first line is a real race: ready() right after delay() is False unless
+    the worker finishes within one round trip, which happens when the client
+    is descheduled on a loaded machine. Every run must still be well-formed
+    and get 8; one of three must match the article exactly."""
+    outputs = []
+    for _ in range(3):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, **kwargs)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout in (ARTICLE_OUTPUT, ARTICLE_OUTPUT.replace("False", "True")), done.stdout
+        outputs.append(done.stdout)
+        if done.stdout == ARTICLE_OUTPUT:
+            break
+    return outputs
+
+
 def test_run_task_module_prints_the_articles_output(demo_worker, broker):
-    done = subprocess.run([sys.executable, "-m", "demo_tasks.run_task"], capture_output=True,
-                          text=True, timeout=30, env=dict(os.environ, REDIS_URL=broker.url))
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == ARTICLE_OUTPUT
+    outputs = run_article_script([sys.executable, "-m", "demo_tasks.run_task"],
+                                 env=dict(os.environ, REDIS_URL=broker.url))
+    assert outputs[-1] == ARTICLE_OUTPUT, outputs
 
 
 def test_the_articles_flat_form_works_too():
@@ -43,10 +60,9 @@ def test_the_articles_flat_form_works_too():
     try:
         worker = launcher.start_worker("tasks", broker=b, fast=True, cwd=str(ROOT / "demo_tasks"))
         assert "  . tasks.add" in worker.tail(60)
-        done = subprocess.run([sys.executable, "run_task.py"], cwd=ROOT / "demo_tasks",
-                              capture_output=True, text=True, timeout=30,
-                              env=dict(os.environ, REDIS_URL=b.url))
-        assert done.stdout == ARTICLE_OUTPUT, done.stderr
+        outputs = run_article_script([sys.executable, "run_task.py"], cwd=ROOT / "demo_tasks",
+                                     env=dict(os.environ, REDIS_URL=b.url))
+        assert outputs[-1] == ARTICLE_OUTPUT, outputs
         worker.cleanup()
     finally:
         b.stop()
