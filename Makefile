@@ -13,11 +13,14 @@ export PATH := $(BIN):$(PATH)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml django_demo/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed (found %s). Run: make PYTHON=python3.11 ..." % sys.version.split()[0])'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	@# compat mode puts django_demo/ itself on sys.path (a .pth file), so the settings
+	@# package `django_demo` wins over the same-named folder in the repository root.
+	$(BIN)/python -m pip install --quiet -e ./django_demo --config-settings editable_mode=compat
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the pinned requirements (done by lab and test)

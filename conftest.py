@@ -10,37 +10,38 @@ import os
 
 import pytest
 
-import launcher
+from tests.notebook_env import notebook_environment
 
-# A learner's REDIS_URL must not leak into the tests (they would share its queues).
-os.environ.pop("REDIS_URL", None)
+# A learner's settings must not leak into the tests (they would share its queues or database).
+for _name in ("REDIS_URL", "DATABASE_URL", "MEDIA_ROOT", "DJANGO_SETTINGS_MODULE"):
+    os.environ.pop(_name, None)
 
 
-# --- nbval: one fresh broker per notebook -------------------------------------
+# --- nbval: a fresh broker and database per notebook ---------------------------
 
-_notebook_broker: dict = {}
+_notebook: dict = {}
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    """Before a notebook's kernel starts (its first cell), give it its own broker.
-    The kernel inherits REDIS_URL, as it does under `make lab`."""
+    """Before a notebook's kernel starts (its first cell), give it its own broker
+    and database. The kernel inherits them through the environment (REDIS_URL,
+    DATABASE_URL, MEDIA_ROOT), as it does under `make lab`."""
     notebook = item.parent
-    if type(notebook).__name__ != "IPyNbFile" or _notebook_broker.get("file") is notebook:
+    if type(notebook).__name__ != "IPyNbFile" or _notebook.get("file") is notebook:
         return
-    _stop_notebook_broker()
-    b = launcher.start_embedded()
-    os.environ["REDIS_URL"] = b.url
-    _notebook_broker.update(file=notebook, broker=b)
+    _leave_notebook()
+    context = notebook_environment()
+    context.__enter__()
+    _notebook.update(file=notebook, context=context)
 
 
-def _stop_notebook_broker():
-    b = _notebook_broker.pop("broker", None)
-    _notebook_broker.pop("file", None)
-    os.environ.pop("REDIS_URL", None)
-    if b is not None:
-        b.stop()
+def _leave_notebook():
+    context = _notebook.pop("context", None)
+    _notebook.pop("file", None)
+    if context is not None:
+        context.__exit__(None, None, None)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    _stop_notebook_broker()
+    _leave_notebook()

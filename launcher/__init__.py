@@ -10,6 +10,7 @@ notebooks, tests and ``make lab``. Small on purpose: no Celery logic here.
 
 from .broker import Broker, BrokerError, ensure_broker, free_port, ping, start_embedded
 from .celery_procs import FAST_FLAGS, celery_command, start_worker
+from .django_procs import start_beat, start_django_server
 from .flower import start_flower
 from .procs import Proc, ProcessError, running, stop_all, wait_for
 from .sanitize import sanitize
@@ -17,5 +18,5 @@ from .sanitize import sanitize
 __all__ = [
     "Broker", "BrokerError", "FAST_FLAGS", "Proc", "ProcessError", "celery_command",
     "ensure_broker", "free_port", "ping", "running", "sanitize", "start_embedded",
-    "start_flower", "start_worker", "stop_all", "wait_for",
+    "start_beat", "start_django_server", "start_flower", "start_worker", "stop_all", "wait_for",
 ]

@@ -20,15 +20,21 @@ FAST_FLAGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 _CONNECT_ERRORS = ("Cannot connect to", "consumer: Cannot connect")
 
 
-def _broker_url(broker) -> str:
+def broker_url_of(broker) -> str:
+    """The URL of a Broker, a URL string, or (None) REDIS_URL / the article's default."""
     if broker is None:
         return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     return broker if isinstance(broker, str) else broker.url
 
 
 def celery_env(broker_url: str, extra: dict | None = None) -> dict:
-    """The environment for a Celery program: ours, plus REDIS_URL for the apps."""
+    """The environment for a Celery program: ours, plus REDIS_URL for the apps.
+
+    DJANGO_SETTINGS_MODULE passes only when asked for in ``extra``: Celery
+    installs its Django fix-up whenever it is set, which a worker of a plain
+    app (demo_tasks) must not do just because a test process set it."""
     env = dict(os.environ, REDIS_URL=broker_url, PYTHONUNBUFFERED="1")
+    env.pop("DJANGO_SETTINGS_MODULE", None)
     env.update(extra or {})
     return env
 
@@ -45,7 +51,7 @@ def start_worker(app: str, *, name: str = "w1", broker=None, fast: bool = False,
                  extra_args: Sequence[str] = (), cwd: str | None = None,
                  env: dict | None = None, timeout: float = 30.0) -> Proc:
     """Start ``celery -A APP worker`` and wait until it logs that it is ready."""
-    url = _broker_url(broker)
+    url = broker_url_of(broker)
     check_broker(url)
     args = ["-A", app, "worker", f"--loglevel={loglevel}", "-n", f"{name}@%h",
             f"--concurrency={concurrency}"]
@@ -67,7 +73,7 @@ def celery_command(app: str, *args: str, broker=None, timeout: float = 30.0,
     """Run a short ``celery -A APP ...`` command (inspect, status, ...) and return its output."""
     import subprocess
 
-    url = _broker_url(broker)
+    url = broker_url_of(broker)
     done = subprocess.run([sys.executable, "-m", "celery", "-A", app, *args],
                           env=celery_env(url), cwd=cwd or os.getcwd(), capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)

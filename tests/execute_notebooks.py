@@ -2,13 +2,12 @@
 
     python -m tests.execute_notebooks notebooks/*.ipynb     (or: make notebooks)
 
-Each notebook gets a fresh embedded broker on a free port (REDIS_URL), as in
-the tests, and runs with notebooks/ as its working directory.
+Each notebook gets what it gets under test (tests/notebook_env.py): a fresh
+broker and database; it runs with notebooks/ as its working directory.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -16,20 +15,15 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-import launcher
+from tests.notebook_env import notebook_environment
 
 
 def execute(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
-    broker = launcher.start_embedded()
-    os.environ["REDIS_URL"] = broker.url
     started = time.perf_counter()
-    try:
+    with notebook_environment():
         NotebookClient(nb, timeout=300, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()
-    finally:
-        broker.stop()
-        os.environ.pop("REDIS_URL", None)
     nbformat.write(nb, path)
     return time.perf_counter() - started
 

@@ -1,0 +1,102 @@
+"""The Django development server and Celery beat as background processes.
+
+Only command lines and readiness live here; the Django project and its
+Celery app are in ``django_demo/``.
+
+    server = start_django_server("django_demo")     # manage.py runserver --noreload
+    server.url                                      # http://127.0.0.1:PORT
+    beat = start_beat("django_demo", broker=broker, cwd="django_demo",
+                      scheduler="django_celery_beat.schedulers:DatabaseScheduler")
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .broker import free_port
+from .celery_procs import broker_url_of, celery_env, check_broker
+from .procs import Proc, ProcessError, wait_for
+
+ADDRESS = "127.0.0.1"
+
+
+class DjangoServerProc(Proc):
+    """A running ``manage.py runserver``. ``url`` is its address."""
+
+    url: str
+    port: int
+
+    def answers(self, timeout: float = 1.0) -> bool:
+        """True if the server answers HTTP at all (any status: 404 and 500 count)."""
+        try:
+            with urllib.request.urlopen(self.url + "/", timeout=timeout):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except (OSError, ValueError):
+            return False
+
+
+def start_django_server(project_dir: str | os.PathLike, *, port: int | None = None,
+                        env: dict | None = None, timeout: float = 30.0) -> DjangoServerProc:
+    """Start ``python manage.py runserver --noreload 127.0.0.1:PORT`` in ``project_dir``
+    and wait until it answers HTTP. ``--noreload``: one process, which stop() ends."""
+    project_dir = Path(project_dir).resolve()
+    port = port or free_port()
+    args = ["manage.py", "runserver", "--noreload", f"{ADDRESS}:{port}"]
+    proc = DjangoServerProc("django", [sys.executable, *args],
+                            env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
+                            cwd=project_dir, display="python " + " ".join(args))
+    proc.port, proc.url = port, f"http://{ADDRESS}:{port}"
+    wait_for(lambda: proc.answers(0.5) or not proc.running(), timeout, interval=0.1)
+    if not proc.answers(0.5):
+        why = f"exited with code {proc.popen.returncode}" if not proc.running() \
+            else f"did not answer HTTP within {timeout:g} s"
+        tail = proc.tail(15)
+        proc.cleanup()
+        raise ProcessError(f"The Django server {why}. Last lines of its log:\n{tail}")
+    return proc
+
+
+class BeatProc(Proc):
+    """A running ``celery beat``; its schedule file lives in a directory of its own."""
+
+    schedule_dir: Path
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        shutil.rmtree(self.schedule_dir, ignore_errors=True)
+
+
+def start_beat(app: str, *, broker=None, cwd: str | os.PathLike | None = None,
+               env: dict | None = None, scheduler: str | None = None,
+               loglevel: str = "INFO", timeout: float = 30.0) -> BeatProc:
+    """Start ``celery -A APP beat`` and wait until it logs ``beat: Starting...``.
+
+    ``scheduler=None`` keeps the app's own setting (django_demo's settings name
+    django-celery-beat's DatabaseScheduler). The default file scheduler's
+    ``celerybeat-schedule`` goes to a temporary directory, never the repo."""
+    url = broker_url_of(broker)
+    check_broker(url)
+    schedule_dir = Path(tempfile.mkdtemp(prefix="celery-course-beat-"))
+    args = ["-A", app, "beat", f"--loglevel={loglevel}",
+            f"--schedule={schedule_dir / 'celerybeat-schedule'}"]
+    if scheduler:
+        args += ["--scheduler", scheduler]
+    display = "celery " + " ".join(a for a in args if not a.startswith("--schedule="))
+    try:
+        proc = BeatProc("beat", [sys.executable, "-m", "celery", *args],
+                        env=celery_env(url, env), cwd=cwd or os.getcwd(), display=display)
+    except BaseException:
+        shutil.rmtree(schedule_dir, ignore_errors=True)
+        raise
+    proc.schedule_dir = schedule_dir
+    proc.wait_for_log("beat: Starting...", timeout,
+                      advice=f"Is the broker at {url} running, and does `celery -A {app}` import?")
+    return proc

@@ -1,0 +1,156 @@
+"""django_demo end to end through real processes: an embedded broker, a real
+`celery -A django_demo worker`, a real `manage.py runserver`, and a SQLite
+file that all of them share (migrated by `manage.py migrate` beforehand).
+
+The pytest-django test database lives in this process only, which a worker
+cannot see, so this module does not use it: it talks HTTP to the server and
+reads the database file with the sqlite3 module.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import launcher
+from launcher.django_procs import start_beat, start_django_server
+
+ROOT = Path(__file__).resolve().parent.parent
+DJANGO_DIR = ROOT / "django_demo"
+TASK_NAME = "reports.tasks.generate_report"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, module_broker):
+    """Database file, worker and server for this module; all stopped at the end."""
+    tmp = tmp_path_factory.mktemp("django_demo")
+    env = {
+        "DJANGO_SETTINGS_MODULE": "django_demo.settings",
+        "DEBUG": "true",
+        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+        "MEDIA_ROOT": str(tmp / "media"),
+        "REPORT_STEP_SECONDS": "0.1",
+        "REDIS_URL": module_broker.url,
+    }
+    migrate = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=DJANGO_DIR,
+                             env=dict(os.environ, **env), capture_output=True, text=True, timeout=120)
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    started = []
+    try:
+        started.append(launcher.start_worker("django_demo", broker=module_broker, fast=True,
+                                             cwd=str(DJANGO_DIR), env=env))
+        started.append(start_django_server(DJANGO_DIR, env=env))
+        yield {"worker": started[0], "server": started[1], "env": env, "tmp": tmp,
+               "db": tmp / "db.sqlite3", "media": tmp / "media"}
+    finally:
+        for proc in reversed(started):
+            proc.cleanup()
+
+
+class Browser:
+    """Just enough of a browser: cookies (CSRF), form posts, redirects."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def get(self, path: str) -> tuple[str, str]:
+        with self.opener.open(self.base_url + path, timeout=10) as response:
+            return response.geturl(), response.read().decode()
+
+    def json(self, path: str) -> dict:
+        return json.loads(self.get(path)[1])
+
+    def submit_report(self, title: str, rows: int, fail: bool = False) -> str:
+        """Post the form like a browser would; returns the report page's path."""
+        _, page = self.get("/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        fields = {"csrfmiddlewaretoken": token, "title": title, "rows": str(rows)}
+        if fail:
+            fields["fail_on_purpose"] = "on"
+        request = urllib.request.Request(self.base_url + "/", data=urllib.parse.urlencode(fields).encode(),
+                                         headers={"Referer": self.base_url + "/"})
+        with self.opener.open(request, timeout=20) as response:
+            return urllib.parse.urlparse(response.geturl()).path
+
+
+def poll_until_finished(browser: Browser, status_path: str, timeout: float = 30) -> tuple[dict, list[int]]:
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = browser.json(status_path)
+        seen.append(status["progress"])
+        if status["status"] in ("done", "failed"):
+            return status, seen
+        time.sleep(0.03)
+    pytest.fail(f"the report did not finish within {timeout} s; last status {status}")
+
+
+def query(db: Path, sql: str, *params):
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchone()
+
+
+def test_report_goes_from_form_to_download_through_the_worker(stack):
+    browser = Browser(stack["server"].url)
+    page = browser.submit_report("集成测试报表", rows=5)
+    report_id = int(re.fullmatch(r"/reports/(\d+)/", page).group(1))
+
+    status, seen = poll_until_finished(browser, f"/reports/{report_id}/status/")
+    assert status == {"status": "done", "progress": 100, "error": None,
+                      "download_url": f"/reports/{report_id}/download/"}
+    assert any(0 < p < 100 for p in seen), f"no progress seen in between: {seen}"
+
+    row = query(stack["db"], "SELECT status, progress, file, task_id, finished FROM reports_report WHERE id = ?",
+                report_id)
+    assert row[:3] == ("done", 100, f"reports/report-{report_id}.csv") and row[4] is not None
+    csv_file = stack["media"] / row[2]
+    assert csv_file.read_text(encoding="utf-8").splitlines()[:2] == ["row,value", "1,1"]
+    _, downloaded = browser.get(status["download_url"])
+    assert downloaded == csv_file.read_bytes().decode("utf-8")  # CSV rows end in \r\n
+
+    # result_extended: the TaskResult row knows the task's name and arguments.
+    result = query(stack["db"], "SELECT task_name, status, task_args, result FROM "
+                   "django_celery_results_taskresult WHERE task_id = ?", row[3])
+    assert result[0] == TASK_NAME and result[1] == "SUCCESS"
+    assert str(report_id) in result[2]
+    assert json.loads(result[3]) == row[2]
+    assert row[3] in stack["worker"].log()
+
+
+def test_failing_report_shows_its_error(stack):
+    browser = Browser(stack["server"].url)
+    page = browser.submit_report("会失败的报表", rows=4, fail=True)
+    status, _ = poll_until_finished(browser, page + "status/")
+    assert status["status"] == "failed" and status["download_url"] is None
+    assert status["error"].startswith("ReportError: ") and "故意失败" in status["error"]
+
+    task_id = query(stack["db"], "SELECT task_id FROM reports_report WHERE id = ?",
+                    int(page.strip("/").split("/")[-1]))[0]
+    result = query(stack["db"], "SELECT task_name, status, traceback FROM "
+                   "django_celery_results_taskresult WHERE task_id = ?", task_id)
+    assert result[:2] == (TASK_NAME, "FAILURE") and "ReportError" in result[2]
+    _, html = browser.get(page)
+    assert "任务失败" in html and "故意失败" in html
+
+
+def test_beat_starts_with_the_database_scheduler(stack, module_broker):
+    beat = start_beat("django_demo", broker=module_broker, cwd=str(DJANGO_DIR), env=stack["env"])
+    try:
+        assert "DatabaseScheduler" in beat.log()
+        assert beat.display.startswith("celery -A django_demo beat")
+    finally:
+        beat.cleanup()
+    assert not beat.schedule_dir.exists()
