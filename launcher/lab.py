@@ -1,4 +1,5 @@
-"""`make lab`: make sure a broker is up, then serve JupyterLab on notebooks/.
+"""`make lab`: make sure a broker is up, migrate the Django project's database,
+then serve JupyterLab on notebooks/.
 
 Ctrl-C or SIGTERM stops JupyterLab (which shuts its kernels down, and each
 kernel stops the workers it started) and then the broker, if we started it.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,6 +18,19 @@ from .broker import BrokerError, ensure_broker
 from .procs import Proc, stop_all
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def prepare_django() -> bool:
+    manage = [sys.executable, str(ROOT / "django_demo" / "manage.py")]
+    for step in (["migrate", "--noinput"], ["create_course_admin"]):
+        done = subprocess.run(manage + step, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            print(f"make lab: `manage.py {' '.join(step)}` failed:\n{done.stdout}{done.stderr}", file=sys.stderr)
+            return False
+    print("Django: database migrated; admin user for local use: "
+          f"{os.environ.get('COURSE_ADMIN_USER', 'admin')} / "
+          f"{'(COURSE_ADMIN_PASSWORD)' if os.environ.get('COURSE_ADMIN_PASSWORD') else 'celery-course'}")
+    return True
 
 
 def main() -> int:
@@ -32,6 +47,12 @@ def main() -> int:
     os.environ["REDIS_URL"] = broker.url
     # `!python ...` and `!celery ...` in notebooks must find this venv's programs.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+    # Chapters 05-06: the Django project's database (SQLite by default) is
+    # migrated and has a local admin user before any notebook needs it.
+    if not prepare_django():
+        stop_all()
+        return 1
 
     port = os.environ.get("LAB_PORT", "8888")
     argv = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",

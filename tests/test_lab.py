@@ -36,7 +36,8 @@ def alive(pid: int) -> bool:
 
 def test_lab_serves_the_notebooks_and_stops_everything_on_ctrl_c(tmp_path):
     env = dict(os.environ, LAB_PORT=str(launcher.free_port()),
-               LAB_BROKER_PORT=str(launcher.free_port()))
+               LAB_BROKER_PORT=str(launcher.free_port()),
+               DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     env.pop("REDIS_URL", None)
     log = open(tmp_path / "lab.log", "w+")
     lab = subprocess.Popen([sys.executable, "-m", "launcher.lab"], stdout=log, stderr=subprocess.STDOUT,
@@ -46,6 +47,8 @@ def test_lab_serves_the_notebooks_and_stops_everything_on_ctrl_c(tmp_path):
                                  or lab.poll() is not None, 60), "JupyterLab did not start in 60 s"
         output = (tmp_path / "lab.log").read_text()
         assert "embedded Valkey started by the course" in output, output
+        assert "Django: database migrated" in output, output
+        assert (tmp_path / "db.sqlite3").is_file()
         url = next(l for l in output.splitlines() if l.startswith("JupyterLab: ")).split(" ", 1)[1]
         base, token = url.split("/lab?token=")
         listing = json.load(urllib.request.urlopen(f"{base}/api/contents?token={token}", timeout=10))
