@@ -1,16 +1,14 @@
-"""Repository hygiene: notebooks committed from one real run, pins, compose, Makefile."""
+"""Repository hygiene: notebooks committed from one real run, pins, Makefile.
+(docker-compose.yml has its own tests: test_compose.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -77,34 +75,6 @@ def test_requirements_are_exact_pins_that_say_why():
         spec, _, why = line.partition("#")
         assert re.match(r"^[A-Za-z0-9_.\-\[\]]+==[\w.]+(\s*;.*)?$", spec.strip()), f"not an exact pin: {line}"
         assert re.search(r"ch\d\d|all chapters|tests/", why), f"no chapter named: {line}"
-
-
-def test_compose_binds_ports_to_loopback_and_gates_on_health():
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    for name, service in compose["services"].items():
-        for port in service.get("ports", []):
-            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"
-    assert "healthcheck" in compose["services"]["redis"]
-
-
-def compose_command() -> list[str] | None:
-    """`docker compose` (the plugin) or `docker-compose` (Debian's package, which
-    .ci/run installs): both validate the file without a Docker engine."""
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"],
-                                                 capture_output=True).returncode == 0:
-        return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    return None
-
-
-@pytest.mark.skipif(compose_command() is None and os.environ.get("CI") != "true",
-                    reason="neither `docker compose` nor `docker-compose` is installed")
-def test_compose_file_is_valid_for_docker_compose():
-    command = compose_command()
-    assert command, "CI must have a compose command (.ci/run installs docker-compose)"
-    done = subprocess.run([*command, "config", "-q"], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
 
 
 def test_make_alone_lists_the_targets():

@@ -1,0 +1,70 @@
+# One image for the whole Docker stack of docker-compose.yml: the Django web
+# server, the Celery worker, beat and Flower. Each service only changes the
+# command; code, pins and settings are the same everywhere, as they must be
+# (a worker running other code than the web process that sends its tasks is a
+# classic source of "unregistered task" errors).
+#
+#   docker compose build        # builds it (compose tags it django-celery-course:local)
+#
+# A pinned tag, not python:3.11-slim: the image changes only when this line does.
+FROM python:3.11.14-slim-bookworm
+
+# No .pyc files in the image or the volumes, logs unbuffered (they reach
+# `docker compose logs` at once), and a quiet, cache-less pip.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+WORKDIR /app
+
+# Dependencies first, in their own layer: editing the code does not reinstall them.
+#
+# Which ones: requirements.txt (the course's only list of pins) minus the
+# packages that only the notebooks, the pictures and the tests use. They are
+# named here, not the ones the stack needs, so that the list fails safe: a
+# package added to requirements.txt later is installed unless it is named
+# below (a few MB too many at worst, never a missing import). Dropping them
+# saves a few hundred MB (playwright alone ships a Node.js runtime).
+COPY requirements.txt ./
+RUN grep -vE '^(jupyterlab|ipykernel|matplotlib|pillow|playwright|pytest|nbval|pytest-timeout|pytest-django)([=[ ;]|$)' \
+        requirements.txt > /tmp/requirements-stack.txt \
+    && pip install -r /tmp/requirements-stack.txt \
+    && rm /tmp/requirements-stack.txt
+
+# The code, then the two editable installs exactly as `make install` does them.
+# compat mode writes a .pth file that puts /app/django_demo on sys.path, so
+# `django_demo` (the settings package) and `reports` import from anywhere and
+# the templates and migrations stay where they are. --no-deps: the
+# dependencies are all installed above, from the pins.
+COPY pyproject.toml ./
+COPY demo_tasks ./demo_tasks
+COPY launcher ./launcher
+COPY django_demo ./django_demo
+RUN pip install --no-deps -e . \
+    && pip install --no-deps -e ./django_demo --config-settings editable_mode=compat \
+    && python -c "import django_demo.celery, reports"
+
+# No collectstatic: the web service is Django's development server
+# (`runserver`, DEBUG=true, local use), which serves static files itself.
+
+# Never run as root. The user owns only what it writes: MEDIA_ROOT (the
+# generated reports, a named volume shared by web and worker; a fresh volume
+# copies this directory's owner) and its home.
+RUN useradd --create-home --uid 10001 --user-group course \
+    && mkdir -p /data/media \
+    && chown course:course /data/media
+ENV MEDIA_ROOT=/data/media
+USER course
+
+# manage.py lives here, and `celery -A django_demo` finds the package here too.
+WORKDIR /app/django_demo
+
+EXPOSE 8000 5555
+
+# No HEALTHCHECK here: the same image is four different services, so
+# docker-compose.yml gives each its own (HTTP for web and Flower,
+# `celery inspect ping` for the worker); python is all they need.
+# The default command is the web server; the Celery services override it.
+CMD ["python", "manage.py", "runserver", "0.0.0.0:8000", "--noreload"]
