@@ -29,6 +29,9 @@ class ProcessError(RuntimeError):
 
 
 _RUNNING: list["Proc"] = []
+# Every process ever started here: their log folders are removed at exit
+# (a stopped process keeps its log until then, so a notebook can still show it).
+_CREATED: list["Proc"] = []
 
 
 # Looked up once in the parent: the child runs between fork and exec, where
@@ -81,6 +84,7 @@ class Proc:
             preexec_fn=_die_with_parent,
         )
         _RUNNING.append(self)
+        _CREATED.append(self)
 
     @property
     def pid(self) -> int:
@@ -186,4 +190,10 @@ def stop_all(verbose: bool = False) -> list[str]:
     return stopped
 
 
-atexit.register(stop_all)
+def _at_exit() -> None:
+    stop_all()
+    for proc in _CREATED:
+        shutil.rmtree(proc.workdir, ignore_errors=True)
+
+
+atexit.register(_at_exit)

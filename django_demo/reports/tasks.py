@@ -59,3 +59,21 @@ def generate_report(self, report_id: int, step_seconds: float | None = None) -> 
     Report.objects.filter(pk=report_id).update(
         status=Report.Status.DONE, progress=100, file=relative, finished=timezone.now())
     return relative
+
+
+# --- Chapter 06: a task that django-celery-beat runs on a schedule -------------
+
+@shared_task
+def heartbeat() -> str:
+    """Sent by beat from a PeriodicTask row (chapter 06). Each run leaves a
+    TaskResult row; the result is the time it ran, in ISO format."""
+    return timezone.now().isoformat()
+
+
+@shared_task(track_started=False)
+def report_exists(report_id: int) -> bool:
+    """Does the worker see this Report row? Chapter 05 uses it to show why a
+    task sent inside a transaction can run before the row is committed.
+    (track_started=False: recording STARTED is a write, and on SQLite a write
+    waits for the sender's transaction -- which would hide the race.)"""
+    return Report.objects.filter(pk=report_id).exists()

@@ -9,10 +9,17 @@
 4. flower_web.png           screenshots of that live Flower, taken by headless
    flower_tasks.png         Chromium (Playwright) after real tasks ran: the
    flower_task_detail.png   workers page, the tasks page, one task's page.
+5. django_report_progress.png   django_demo on a temporary SQLite file, with a
+   django_report_done.png       real `celery -A django_demo worker` and
+   django_admin_results.png     `manage.py runserver`: a report page with the
+   django_admin_periodic.png    bar part-way, the same page finished, and the
+                                admin's TaskResult and PeriodicTask lists
+                                (logged in as a course admin whose password
+                                is random and lives only as long as the run).
 
 Everything runs on an embedded broker on a free port and is stopped at the
 end, whatever happens. Needs Chromium (see launcher/browser.py) and a CJK font
-for the architecture diagram.
+(the architecture diagram and the Chinese pages).
 
 Screenshots: fixed viewport, UTC, en-US, light theme; every wait is on a
 condition. Before each shot the page's text has the machine's own strings
@@ -24,9 +31,12 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +48,7 @@ sys.path.insert(0, str(HERE))  # terminal.py, beside this file
 import launcher  # noqa: E402
 from launcher.browser import chromium  # noqa: E402
 from launcher import sanitize  # noqa: E402
+from launcher.django_procs import start_beat, start_django_server  # noqa: E402
 from launcher.flower import start_flower  # noqa: E402
 import terminal  # noqa: E402
 
@@ -167,6 +178,139 @@ def screenshots(flower, ids: dict[str, str]) -> None:
         context.close()
 
 
+# --- django_demo: the report page and the admin ----------------------------------
+
+DJANGO_DIR = ROOT / "django_demo"
+#: Per step of the report task: slow enough to catch the bar part-way.
+REPORT_STEP_SECONDS = "0.6"
+#: The reports asked for through the form, in this order: (title, rows, fail on purpose).
+#: The last one is the page shown in the two report pictures.
+REPORTS = [("周报：新用户", 3, False), ("故意失败的报表", 4, True), ("月度销售报表", 10, False)]
+PERIODIC_TASK_NAME = "心跳：每 2 秒"
+#: How many times beat sends it before it is stopped (each run: a TaskResult row).
+HEARTBEATS = 2
+
+#: One IntervalSchedule (every 2 seconds) and one PeriodicTask using it for
+#: chapter 06's heartbeat task, created through the ORM as chapter 06 does.
+#: Run by `manage.py shell -c`.
+CREATE_PERIODIC_TASK = f"""
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+every_2s, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.SECONDS)
+PeriodicTask.objects.update_or_create(name={PERIODIC_TASK_NAME!r}, defaults=dict(
+    interval=every_2s, task="reports.tasks.heartbeat"))
+"""
+
+
+def manage(env: dict, *args: str) -> str:
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=DJANGO_DIR, env=dict(os.environ, **env),
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def ask_for_report(page, title: str, rows: int, fail: bool) -> None:
+    page.goto("/")
+    page.get_by_label("标题").fill(title)
+    page.get_by_label("行数").fill(str(rows))
+    if fail:
+        page.get_by_label("故意失败").check()
+    page.get_by_role("button", name="生成报表").click()
+    page.wait_for_url("**/reports/*/")
+
+
+def progress(page) -> int:
+    return page.locator("#progress").evaluate("bar => bar.value")
+
+
+def django_screenshots(server, admin: tuple[str, str]) -> None:
+    with chromium() as browser:
+        context = browser.new_context(base_url=server.url, viewport=VIEWPORT, device_scale_factor=1,
+                                      locale="zh-CN", timezone_id="Asia/Shanghai", color_scheme="light")
+        context.set_default_timeout(TIMEOUT_MS)
+        # The admin's navigation sidebar closed (as if its « had been clicked):
+        # at 1280 px the changelists then show every column.
+        context.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
+        page = context.new_page()
+
+        for title, rows, fail in REPORTS[:-1]:
+            ask_for_report(page, title, rows, fail)
+            page.locator("#download" if not fail else "#error").wait_for(state="visible")
+
+        ask_for_report(page, *REPORTS[-1])
+        page.wait_for_function("() => { const v = document.getElementById('progress').value;"
+                               " return v >= 50 && v <= 60; }")
+        shoot(page, "django_report_progress.png")
+        log(f"  (the bar at {progress(page)} %)")
+        page.locator("#download").wait_for(state="visible")
+        shoot(page, "django_report_done.png")
+
+        user, password = admin
+        page.goto("/admin/login/?next=/admin/django_celery_results/taskresult/")
+        page.locator("#id_username").fill(user)
+        page.locator("#id_password").fill(password)
+        page.locator("#login-form [type=submit]").click()
+        page.wait_for_url("**/admin/django_celery_results/taskresult/")
+        # A row per report and per heartbeat (the page does not refresh itself).
+        def every_row_shown() -> bool:
+            page.reload()
+            return page.locator("#result_list tbody tr").count() >= len(REPORTS) + HEARTBEATS
+
+        until(every_row_shown, "a TaskResult row for every task")
+        shoot(page, "django_admin_results.png")
+
+        page.goto("/admin/django_celery_beat/periodictask/")
+        page.locator("#result_list tbody tr", has_text=PERIODIC_TASK_NAME).wait_for()
+        shoot(page, "django_admin_periodic.png")
+        context.close()
+
+
+def django_pictures() -> None:
+    """Its own broker (the demo_tasks worker must not take the report tasks),
+    and its own database file and media folder in a temporary directory."""
+    tmp = Path(tempfile.mkdtemp(prefix="celery-course-pictures-"))
+    try:
+        broker = launcher.start_embedded()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    admin = ("admin", secrets.token_urlsafe(16))
+    env = {
+        "DJANGO_SETTINGS_MODULE": "django_demo.settings",
+        "DEBUG": "true",
+        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+        "MEDIA_ROOT": str(tmp / "media"),
+        "REPORT_STEP_SECONDS": REPORT_STEP_SECONDS,
+        "REDIS_URL": broker.url,
+    }
+    started = []
+    try:
+        manage(env, "migrate", "--noinput")
+        manage(dict(env, COURSE_ADMIN_USER=admin[0], COURSE_ADMIN_PASSWORD=admin[1]), "create_course_admin")
+        manage(env, "shell", "-c", CREATE_PERIODIC_TASK)
+
+        # Beat with the database scheduler sends the periodic task twice, so
+        # that the PeriodicTask list shows a real "last run" time (the worker,
+        # started next, runs the two heartbeats: TaskResult rows that name
+        # their periodic task).
+        beat = start_beat("django_demo", broker=broker, cwd=str(DJANGO_DIR), env=env)
+        started.append(beat)
+        until(lambda: beat.log().count(f"Sending due task {PERIODIC_TASK_NAME}") >= HEARTBEATS,
+              f"beat to send the periodic task {HEARTBEATS} times")
+        beat.cleanup()  # on exit, beat writes last_run_at and total_run_count to the database
+
+        started.append(launcher.start_worker("django_demo", broker=broker, name="w1", cwd=str(DJANGO_DIR),
+                                             env=env))
+        server = start_django_server(DJANGO_DIR, env=env)
+        started.append(server)
+        django_screenshots(server, admin)
+    finally:
+        for proc in reversed(started):
+            proc.cleanup()
+        broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> int:
     started = time.monotonic()
     PICTURES.mkdir(exist_ok=True)
@@ -187,6 +331,8 @@ def main() -> int:
               == sorted("FAILURE" if name == "divide" else "SUCCESS" for name, *_ in BATCH),
               "Flower to record every task of the batch")
         screenshots(flower, ids)
+
+        django_pictures()
     finally:
         launcher.stop_all()
     log(f"done in {time.monotonic() - started:.1f} s")
