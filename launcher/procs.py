@@ -73,6 +73,7 @@ class Proc:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"celery-course-{name}-"))
         self.log_path = self.workdir / f"{name}.log"
         self._log = open(self.log_path, "ab")
+        self._stopped = False
         self.popen = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
@@ -143,15 +144,18 @@ class Proc:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM the process group, wait, then SIGKILL what is left. Idempotent."""
-        if self.popen.poll() is None:
-            self._signal_group(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._signal_group(signal.SIGKILL)
-                self.popen.wait(5)
-        # The leader is gone; make sure no child of its group survives it.
-        self._signal_group(signal.SIGKILL)
+        if not self._stopped:
+            if self.popen.poll() is None:
+                self._signal_group(signal.SIGTERM)
+                try:
+                    self.popen.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self._signal_group(signal.SIGKILL)
+                    self.popen.wait(5)
+            # The leader is gone; make sure no child of its group survives it.
+            # Only once: later, the group's number may belong to someone else.
+            self._signal_group(signal.SIGKILL)
+            self._stopped = True
         if self in _RUNNING:
             _RUNNING.remove(self)
         if not self._log.closed:
@@ -192,8 +196,8 @@ def stop_all(verbose: bool = False) -> list[str]:
 
 def _at_exit() -> None:
     stop_all()
-    for proc in _CREATED:
-        shutil.rmtree(proc.workdir, ignore_errors=True)
+    for proc in _CREATED:  # also those stopped earlier: their folders go now
+        proc.cleanup()
 
 
 atexit.register(_at_exit)

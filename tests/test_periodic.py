@@ -1,0 +1,163 @@
+"""Chapter 06: periodic tasks through real `celery beat` and worker processes.
+
+- demo_tasks.periodic: its schedule, and beat + worker on an embedded broker;
+- django-celery-beat: a PeriodicTask row in a migrated SQLite file, run by
+  beat's DatabaseScheduler and a django_demo worker, then disabled.
+
+demo_tasks is imported only inside tests that use the demo_app fixture (it
+must be imported after REDIS_URL is set). Django is never set up in this
+process: the database is written through `manage.py shell` and read with the
+sqlite3 module, as tests/test_django_worker.py does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+
+import launcher
+from launcher.django_procs import start_beat
+
+ROOT = Path(__file__).resolve().parent.parent
+DJANGO_DIR = ROOT / "django_demo"
+
+
+# --- demo_tasks.periodic -----------------------------------------------------------
+
+def test_schedule_has_an_interval_and_a_crontab_entry(demo_app):
+    from celery.schedules import crontab
+
+    from demo_tasks import periodic
+
+    assert periodic.app is demo_app.app
+    schedule = periodic.app.conf.beat_schedule
+    assert sorted(schedule) == ["tick-every-minute", "tick-every-second"]
+
+    interval = schedule["tick-every-second"]
+    assert interval["task"] == periodic.tick.name == "demo_tasks.periodic.tick"
+    assert 1 <= interval["schedule"] <= 2
+    assert interval["options"]["expires"] >= interval["schedule"]
+
+    cron = schedule["tick-every-minute"]["schedule"]
+    assert isinstance(cron, crontab) and cron.minute == set(range(60))
+    assert str(periodic.app.conf.timezone) == "Asia/Shanghai"
+    # Right after a run the crontab entry is not due, and comes back within a minute.
+    now = periodic.app.now()
+    state = cron.is_due(now)
+    assert not state.is_due and 0 < state.next <= 60
+    assert timedelta(0) < cron.remaining_estimate(now) <= timedelta(seconds=60)
+
+
+def test_beat_only_sends_and_the_worker_runs_the_ticks(demo_app, module_broker):
+    from demo_tasks.periodic import TICKS_KEY, read_ticks
+
+    client = redis.Redis.from_url(module_broker.url, decode_responses=True)
+    beat = launcher.start_beat("demo_tasks.periodic", broker=module_broker)
+    worker = None
+    try:
+        assert beat.display.startswith("celery -A demo_tasks.periodic beat")
+        # No worker yet: the messages wait in the default queue, nothing runs.
+        assert launcher.wait_for(lambda: client.llen("celery") >= 2, 15), beat.tail(20)
+        names = {json.loads(m)["headers"]["task"] for m in client.lrange("celery", 0, -1)}
+        assert names == {"demo_tasks.periodic.tick"}
+        assert read_ticks(client) == []
+
+        worker = launcher.start_worker("demo_tasks.periodic", broker=module_broker, fast=True)
+
+        def every_second():
+            return [t for t in read_ticks(client) if t["label"] == "every-second"]
+
+        assert launcher.wait_for(lambda: len(every_second()) >= 4, 20, interval=0.1), worker.tail(20)
+        beat.stop()
+        sent = beat.log().count("Sending due task tick-every-second")
+        assert sent >= 4
+        # Every message beat sent is run exactly once by the one worker.
+        assert launcher.wait_for(lambda: len(every_second()) == sent, 10), (sent, len(every_second()))
+        assert "Received unregistered task" not in worker.log()
+        # Beat's sends are about one second apart.
+        times = [datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
+                 for line in beat.log().splitlines() if "Sending due task tick-every-second" in line]
+        gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+        assert all(0.5 <= g <= 2.5 for g in gaps), gaps
+    finally:
+        if worker is not None:
+            worker.cleanup()
+        beat.cleanup()
+        client.delete(TICKS_KEY, "celery")
+        client.close()
+    assert not beat.schedule_dir.exists()
+
+
+# --- django-celery-beat: the schedule in the database ------------------------------------
+
+def manage(env: dict, *args: str) -> str:
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=DJANGO_DIR, env=dict(os.environ, **env),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+CREATE_HEARTBEAT = """
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+every, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+PeriodicTask.objects.create(name="heartbeat", task="reports.tasks.heartbeat", interval=every)
+"""
+
+DISABLE_HEARTBEAT = """
+from django_celery_beat.models import PeriodicTask
+task = PeriodicTask.objects.get(name="heartbeat")
+task.enabled = False
+task.save()
+"""
+
+
+def test_database_scheduler_runs_a_periodic_task_and_stops_when_it_is_disabled(tmp_path, module_broker):
+    db = tmp_path / "db.sqlite3"
+    env = {
+        "DJANGO_SETTINGS_MODULE": "django_demo.settings",
+        "DEBUG": "true",
+        "DATABASE_URL": f"sqlite:///{db}",
+        "MEDIA_ROOT": str(tmp_path / "media"),
+        "REDIS_URL": module_broker.url,
+    }
+    manage(env, "migrate", "--noinput")
+    manage(env, "shell", "-c", CREATE_HEARTBEAT)
+
+    def runs() -> int:
+        with sqlite3.connect(db) as conn:
+            return conn.execute("SELECT COUNT(*) FROM django_celery_results_taskresult "
+                                "WHERE task_name = 'reports.tasks.heartbeat' AND status = 'SUCCESS'").fetchone()[0]
+
+    started = []
+    try:
+        started.append(launcher.start_worker("django_demo", broker=module_broker, fast=True,
+                                             cwd=str(DJANGO_DIR), env=env))
+        beat = start_beat("django_demo", broker=module_broker, cwd=DJANGO_DIR, env=env,
+                          scheduler="django_celery_beat.schedulers:DatabaseScheduler")
+        started.append(beat)
+        assert "django_celery_beat.schedulers.DatabaseScheduler" in beat.log()
+        assert launcher.wait_for(lambda: runs() >= 2, 20, interval=0.1), beat.tail(20)
+
+        manage(env, "shell", "-c", DISABLE_HEARTBEAT)   # save(): the signal tells beat
+        beat.wait_for_log("DatabaseScheduler: Schedule changed.", 15)
+        sent = beat.log().count("Sending due task heartbeat")
+        time.sleep(2.0)
+        assert beat.log().count("Sending due task heartbeat") == sent, "beat kept sending a disabled task"
+        assert launcher.wait_for(lambda: runs() == sent, 10), (runs(), sent)
+        with sqlite3.connect(db) as conn:
+            enabled, count = conn.execute("SELECT enabled, total_run_count FROM django_celery_beat_periodictask "
+                                          "WHERE name = 'heartbeat'").fetchone()
+        # Beat writes its counters back when it re-reads the changed schedule.
+        assert (enabled, count) == (0, sent)
+    finally:
+        for proc in reversed(started):
+            proc.cleanup()
