@@ -12,18 +12,14 @@ says how to get one.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-import launcher
 from launcher.browser import chromium
-from launcher.django_procs import start_django_server
+from tests.django_stack import django_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 DJANGO_DIR = ROOT / "django_demo"
@@ -49,28 +45,8 @@ document.addEventListener("DOMContentLoaded", () => {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, module_broker):
     """A migrated database file, a worker and the server; all stopped at the end."""
-    tmp = tmp_path_factory.mktemp("django_browser")
-    env = {
-        "DJANGO_SETTINGS_MODULE": "django_demo.settings",
-        "DEBUG": "true",
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(tmp / "media"),
-        "REPORT_STEP_SECONDS": STEP_SECONDS,
-        "REDIS_URL": module_broker.url,
-    }
-    migrate = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=DJANGO_DIR,
-                             env=dict(os.environ, **env), capture_output=True, text=True, timeout=120)
-    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-    started = []
-    try:
-        started.append(launcher.start_worker("django_demo", broker=module_broker, name="bw", fast=True,
-                                             cwd=str(DJANGO_DIR), env=env))
-        started.append(start_django_server(DJANGO_DIR, env=env))
-        yield {"worker": started[0], "server": started[1], "db": tmp / "db.sqlite3",
-               "media": tmp / "media"}
-    finally:
-        for proc in reversed(started):
-            proc.cleanup()
+    with django_stack(tmp_path_factory.mktemp("django_browser"), module_broker, step_seconds=STEP_SECONDS, worker_name="bw") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -23,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-import launcher
-from launcher.django_procs import start_beat, start_django_server
+from launcher.django_procs import start_beat
+from tests.django_stack import django_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 DJANGO_DIR = ROOT / "django_demo"
@@ -34,28 +31,8 @@ TASK_NAME = "reports.tasks.generate_report"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, module_broker):
     """Database file, worker and server for this module; all stopped at the end."""
-    tmp = tmp_path_factory.mktemp("django_demo")
-    env = {
-        "DJANGO_SETTINGS_MODULE": "django_demo.settings",
-        "DEBUG": "true",
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(tmp / "media"),
-        "REPORT_STEP_SECONDS": "0.1",
-        "REDIS_URL": module_broker.url,
-    }
-    migrate = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=DJANGO_DIR,
-                             env=dict(os.environ, **env), capture_output=True, text=True, timeout=120)
-    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-    started = []
-    try:
-        started.append(launcher.start_worker("django_demo", broker=module_broker, fast=True,
-                                             cwd=str(DJANGO_DIR), env=env))
-        started.append(start_django_server(DJANGO_DIR, env=env))
-        yield {"worker": started[0], "server": started[1], "env": env, "tmp": tmp,
-               "db": tmp / "db.sqlite3", "media": tmp / "media"}
-    finally:
-        for proc in reversed(started):
-            proc.cleanup()
+    with django_stack(tmp_path_factory.mktemp("django_demo"), module_broker, step_seconds="0.1") as running:
+        yield running
 
 
 class Browser:

@@ -21,7 +21,6 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
 import redis
 
 import launcher
