@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import launcher
 from launcher.django_procs import start_beat
 from tests.django_stack import django_stack
 
@@ -99,8 +100,11 @@ def test_report_goes_from_form_to_download_through_the_worker(stack):
     assert downloaded == csv_file.read_bytes().decode("utf-8")  # CSV rows end in \r\n
 
     # result_extended: the TaskResult row knows the task's name and arguments.
-    result = query(stack["db"], "SELECT task_name, status, task_args, result FROM "
-                   "django_celery_results_taskresult WHERE task_id = ?", row[3])
+    # The task marks the Report row done just before it returns, and the worker
+    # stores the result just after: wait for that (it is STARTED until then).
+    sql = "SELECT task_name, status, task_args, result FROM django_celery_results_taskresult WHERE task_id = ?"
+    assert launcher.wait_for(lambda: (query(stack["db"], sql, row[3]) or (None, None))[1] == "SUCCESS", 10)
+    result = query(stack["db"], sql, row[3])
     assert result[0] == TASK_NAME and result[1] == "SUCCESS"
     assert str(report_id) in result[2]
     assert json.loads(result[3]) == row[2]
@@ -116,8 +120,10 @@ def test_failing_report_shows_its_error(stack):
 
     task_id = query(stack["db"], "SELECT task_id FROM reports_report WHERE id = ?",
                     int(page.strip("/").split("/")[-1]))[0]
-    result = query(stack["db"], "SELECT task_name, status, traceback FROM "
-                   "django_celery_results_taskresult WHERE task_id = ?", task_id)
+    sql = "SELECT task_name, status, traceback FROM django_celery_results_taskresult WHERE task_id = ?"
+    # The Report row says failed before the worker stores the FAILURE: wait for it.
+    assert launcher.wait_for(lambda: (query(stack["db"], sql, task_id) or (None, None))[1] == "FAILURE", 10)
+    result = query(stack["db"], sql, task_id)
     assert result[:2] == (TASK_NAME, "FAILURE") and "ReportError" in result[2]
     _, html = browser.get(page)
     assert "任务失败" in html and "故意失败" in html
