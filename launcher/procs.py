@@ -29,8 +29,8 @@ class ProcessError(RuntimeError):
 
 
 _RUNNING: list["Proc"] = []
-# Every process ever started here: their log folders are removed at exit
-# (a stopped process keeps its log until then, so a notebook can still show it).
+# Every process started here: their log folders are removed by stop_all() and
+# at exit (a stopped process keeps its log until then, so a notebook can show it).
 _CREATED: list["Proc"] = []
 
 
@@ -184,20 +184,18 @@ def running() -> list[Proc]:
 
 
 def stop_all(verbose: bool = False) -> list[str]:
-    """Stop everything started here, newest first (workers before their broker)."""
+    """Stop everything started here, newest first (workers before their broker),
+    and remove every log folder, also those of processes stopped earlier."""
     stopped = []
     for proc in reversed(list(_RUNNING)):
         proc.cleanup()
         stopped.append(proc.name)
+    for proc in _CREATED:
+        proc.cleanup()
+    _CREATED.clear()
     if verbose:
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return stopped
 
 
-def _at_exit() -> None:
-    stop_all()
-    for proc in _CREATED:  # also those stopped earlier: their folders go now
-        proc.cleanup()
-
-
-atexit.register(_at_exit)
+atexit.register(stop_all)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -151,6 +152,7 @@ import sys, time, launcher
 b = launcher.start_embedded()
 w = launcher.start_worker("demo_tasks.tasks", broker=b, fast=True)
 print(b.proc.pid, w.pid, flush=True)
+print(b.proc.workdir, w.workdir, flush=True)
 time.sleep(120)
 """
 
@@ -162,6 +164,7 @@ def test_children_die_with_a_killed_parent():
                               stdout=subprocess.PIPE, text=True)
     try:
         pgids = list(map(int, parent.stdout.readline().split()))
+        folders = parent.stdout.readline().split()  # nobody else will remove them
         assert len(pgids) == 2
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
@@ -169,3 +172,5 @@ def test_children_die_with_a_killed_parent():
             "children survived their SIGKILLed parent"
     finally:
         parent.kill()
+        for folder in locals().get("folders", []):
+            shutil.rmtree(folder, ignore_errors=True)
