@@ -178,6 +178,17 @@ class Proc:
         return f"<{type(self).__name__} {self.name} pid={self.pid} {state}>"
 
 
+def group_alive(pgid: int) -> bool:
+    """Is any process of this process group still there?"""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, but belongs to another user
+        return True
+    return True
+
+
 def running() -> list[Proc]:
     """The processes started here that have not been stopped yet."""
     return list(_RUNNING)

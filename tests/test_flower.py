@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 import requests
 
 import launcher
+from launcher.procs import group_alive
 from launcher import sanitize
 from launcher.flower import (DEFAULT_PASSWORD, DEFAULT_USER, article_command, command,
                              credentials, start_flower)
 
 APP = "demo_tasks.tasks"
 NOWHERE = "redis://broker.invalid:6379/0"  # .invalid never resolves (RFC 2606)
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def workers(flower, auth=True):

@@ -14,19 +14,12 @@ import time
 import pytest
 
 import launcher
+from launcher.procs import group_alive
 from launcher.broker import BrokerError, ensure_broker
 
 
 def workers_running():
     return [p for p in launcher.running() if p.name.startswith("worker")]
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_embedded_broker_answers_and_stops():

@@ -39,16 +39,7 @@ X_MAX, Y_MAX = FIG_W * 10, FIG_H * 10
 # Fonts
 # --------------------------------------------------------------------------
 
-# Known CJK font files, tried in order (Debian/Ubuntu first, then macOS).
-CJK_FONT_FILES = [
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/opentype/noto/NotoSansCJKsc-Regular.otf",
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-    "/System/Library/Fonts/PingFang.ttc",
-    "/System/Library/Fonts/STHeiti Medium.ttc",
-    "/Library/Fonts/Arial Unicode.ttf",
-]
+from fonts import CJK_FONT_FILES  # noqa: E402 - beside this file
 # Substrings of family names that indicate a font covering Chinese.
 CJK_FAMILY_HINTS = ("CJK", "Hei", "PingFang", "WenQuanYi", "Source Han")
 # Within a font collection, prefer the Simplified Chinese face.

@@ -42,15 +42,7 @@ MONO_FONT_FILES = [
     "/usr/share/fonts/truetype/liberation/LiberationMono-Regular.ttf",
     "C:/Windows/Fonts/consola.ttf",
 ]
-CJK_FONT_FILES = [
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/opentype/noto/NotoSansCJKsc-Regular.otf",
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-    "/System/Library/Fonts/PingFang.ttc",
-    "/System/Library/Fonts/STHeiti Medium.ttc",
-    "C:/Windows/Fonts/msyh.ttc",
-]
+from fonts import CJK_FONT_FILES  # noqa: E402 - beside this file
 NO_CJK_FONT = """\
 The text has Chinese characters but no font with Chinese glyphs was found.
   Debian/Ubuntu: sudo apt-get install fonts-noto-cjk
