@@ -15,15 +15,28 @@ import os
 import shutil
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from .broker import free_port
 from .celery_procs import broker_url_of, celery_env, check_broker
-from .procs import Proc, ProcessError, wait_for
+from .procs import Proc, ProcessError, http_answers, wait_for
 
 ADDRESS = "127.0.0.1"
+
+
+def django_env(folder: str | os.PathLike, broker, **extra: str) -> dict:
+    """The environment for a throwaway django_demo: its SQLite file and media
+    folder inside ``folder``, the given broker, DEBUG on. ``extra`` adds or
+    overrides variables (e.g. REPORT_STEP_SECONDS)."""
+    folder = Path(folder)
+    return {
+        "DJANGO_SETTINGS_MODULE": "django_demo.settings",
+        "DEBUG": "true",
+        "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
+        "MEDIA_ROOT": str(folder / "media"),
+        "REDIS_URL": broker_url_of(broker),
+        **extra,
+    }
 
 
 class DjangoServerProc(Proc):
@@ -34,13 +47,7 @@ class DjangoServerProc(Proc):
 
     def answers(self, timeout: float = 1.0) -> bool:
         """True if the server answers HTTP at all (any status: 404 and 500 count)."""
-        try:
-            with urllib.request.urlopen(self.url + "/", timeout=timeout):
-                return True
-        except urllib.error.HTTPError:
-            return True
-        except (OSError, ValueError):
-            return False
+        return http_answers(self.url + "/", timeout)
 
 
 def start_django_server(project_dir: str | os.PathLike, *, port: int | None = None,

@@ -21,13 +21,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Sequence
 
 from .broker import free_port
 from .celery_procs import celery_env
-from .procs import Proc, ProcessError
+from .procs import Proc, ProcessError, http_answers
 
 #: The course's demo credentials, used when FLOWER_USER / FLOWER_PASSWORD are not set.
 DEFAULT_USER = "course"
@@ -77,13 +75,7 @@ class FlowerProc(Proc):
 
     def answers(self, timeout: float = 1.0) -> bool:
         """True if the HTTP port answers at all (any status, even 401)."""
-        try:
-            with urllib.request.urlopen(self.url + "/healthcheck", timeout=timeout):
-                return True
-        except urllib.error.HTTPError:
-            return True
-        except (OSError, ValueError):
-            return False
+        return http_answers(self.url + "/healthcheck", timeout)
 
 
 def _child_env(broker_url: str, env: dict | None) -> dict:

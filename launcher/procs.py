@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -187,6 +189,17 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:  # it exists, but belongs to another user
         return True
     return True
+
+
+def http_answers(url: str, timeout: float = 1.0) -> bool:
+    """True if something answers HTTP at ``url`` at all (any status: 401, 404 and 500 count)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def running() -> list[Proc]:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import launcher
-from launcher.django_procs import start_django_server
+from launcher.django_procs import django_env, start_django_server
 
 DJANGO_DIR = Path(__file__).resolve().parent.parent / "django_demo"
 
@@ -17,14 +17,7 @@ DJANGO_DIR = Path(__file__).resolve().parent.parent / "django_demo"
 @contextmanager
 def django_stack(tmp: Path, broker, *, step_seconds: str, worker_name: str = "w1"):
     """Yield {"worker", "server", "env", "tmp", "db", "media"}; everything stops at the end."""
-    env = {
-        "DJANGO_SETTINGS_MODULE": "django_demo.settings",
-        "DEBUG": "true",
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(tmp / "media"),
-        "REPORT_STEP_SECONDS": step_seconds,
-        "REDIS_URL": broker.url,
-    }
+    env = django_env(tmp, broker, REPORT_STEP_SECONDS=step_seconds)
     migrate = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=DJANGO_DIR,
                              env=dict(os.environ, **env), capture_output=True, text=True, timeout=120)
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr

@@ -14,6 +14,25 @@ import launcher
 
 
 @contextmanager
+def patched_environ(values: dict):
+    """Set (or, for None, unset) environment variables; restore them afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
 def notebook_environment():
     broker = launcher.start_embedded()
     scratch = Path(tempfile.mkdtemp(prefix="celery-course-notebook-"))
@@ -22,15 +41,9 @@ def notebook_environment():
         "DATABASE_URL": f"sqlite:///{scratch / 'db.sqlite3'}",
         "MEDIA_ROOT": str(scratch / "media"),
     }
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
     try:
-        yield values
+        with patched_environ(values):
+            yield values
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         broker.stop()
         shutil.rmtree(scratch, ignore_errors=True)

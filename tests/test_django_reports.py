@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.notebook_env import patched_environ
+
 ROOT = Path(__file__).resolve().parent.parent
 DJANGO_DIR = ROOT / "django_demo"
 # A port where nothing listens (discard): messages can never reach a learner's 6379.
@@ -36,20 +38,8 @@ def _configure_django() -> None:
         return
     overrides = {"DJANGO_SETTINGS_MODULE": "django_demo.settings", "REDIS_URL": UNREACHABLE_BROKER,
                  "DEBUG": "true", "DATABASE_URL": None, "MEDIA_ROOT": None}
-    saved = {k: os.environ.get(k) for k in overrides}
-    try:
-        for key, value in overrides.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with patched_environ(overrides):
         django.setup()  # reads the settings now, while the variables are set
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 _configure_django()

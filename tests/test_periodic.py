@@ -24,7 +24,7 @@ from pathlib import Path
 import redis
 
 import launcher
-from launcher.django_procs import start_beat
+from launcher.django_procs import django_env, start_beat
 
 ROOT = Path(__file__).resolve().parent.parent
 DJANGO_DIR = ROOT / "django_demo"
@@ -121,13 +121,7 @@ task.save()
 
 def test_database_scheduler_runs_a_periodic_task_and_stops_when_it_is_disabled(tmp_path, module_broker):
     db = tmp_path / "db.sqlite3"
-    env = {
-        "DJANGO_SETTINGS_MODULE": "django_demo.settings",
-        "DEBUG": "true",
-        "DATABASE_URL": f"sqlite:///{db}",
-        "MEDIA_ROOT": str(tmp_path / "media"),
-        "REDIS_URL": module_broker.url,
-    }
+    env = django_env(tmp_path, module_broker)
     manage(env, "migrate", "--noinput")
     manage(env, "shell", "-c", CREATE_HEARTBEAT)
 

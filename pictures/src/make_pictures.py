@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE))  # terminal.py, beside this file
 import launcher  # noqa: E402
 from launcher.browser import chromium  # noqa: E402
 from launcher import sanitize  # noqa: E402
-from launcher.django_procs import start_beat, start_django_server  # noqa: E402
+from launcher.django_procs import django_env, start_beat, start_django_server  # noqa: E402
 from launcher.flower import start_flower  # noqa: E402
 import terminal  # noqa: E402
 
@@ -275,14 +275,7 @@ def django_pictures() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     admin = ("admin", secrets.token_urlsafe(16))
-    env = {
-        "DJANGO_SETTINGS_MODULE": "django_demo.settings",
-        "DEBUG": "true",
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(tmp / "media"),
-        "REPORT_STEP_SECONDS": REPORT_STEP_SECONDS,
-        "REDIS_URL": broker.url,
-    }
+    env = django_env(tmp, broker, REPORT_STEP_SECONDS=REPORT_STEP_SECONDS)
     started = []
     try:
         manage(env, "migrate", "--noinput")
