@@ -20,18 +20,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies first, in their own layer: editing the code does not reinstall them.
-#
-# Which ones: requirements.txt (the course's only list of pins) minus the
-# packages that only the notebooks, the pictures and the tests use. They are
-# named here, not the ones the stack needs, so that the list fails safe: a
-# package added to requirements.txt later is installed unless it is named
-# below (a few MB too many at worst, never a missing import). Dropping them
-# saves a few hundred MB (playwright alone ships a Node.js runtime).
+# requirements.txt holds what the course needs to run (the same pins `make lab`
+# installs); what only the tests, the pictures and the linter need is in
+# requirements-test.txt, which the image never installs (playwright alone
+# ships a Node.js runtime).
 COPY requirements.txt ./
-RUN grep -vE '^(jupyterlab|ipykernel|matplotlib|pillow|playwright|pytest|nbval|pytest-timeout|pytest-django)([=[ ;]|$)' \
-        requirements.txt > /tmp/requirements-stack.txt \
-    && pip install -r /tmp/requirements-stack.txt \
-    && rm /tmp/requirements-stack.txt
+RUN pip install -r requirements.txt
 
 # The code, then the two editable installs exactly as `make install` does them.
 # compat mode writes a .pth file that puts /app/django_demo on sys.path, so

@@ -3,17 +3,24 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
-STAMP  := $(VENV)/.installed
 # Notebooks and tests call `python` and `celery`: the venv's, not the system's.
 export PATH := $(BIN):$(PATH)
 
+# What the course needs to run (make lab), and what the tests need on top (make test).
+COURSE_STAMP := $(VENV)/.installed-course
+TEST_STAMP   := $(VENV)/.installed-test
+# `make test-notebook NB=03`: the chapter whose notebook to run.
+NB ?= 01
+# `make test PYTEST_ARGS="-k flower"`: extra pytest arguments.
+PYTEST_ARGS ?=
+
 .DEFAULT_GOAL := help
-.PHONY: help install browser lab test notebooks pictures clean
+.PHONY: help install install-test browser lab test test-notebook lint notebooks pictures clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt pyproject.toml django_demo/pyproject.toml
+$(COURSE_STAMP): requirements.txt pyproject.toml django_demo/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed (found %s). Run: make PYTHON=python3.11 ..." % sys.version.split()[0])'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
@@ -21,25 +28,37 @@ $(STAMP): requirements.txt pyproject.toml django_demo/pyproject.toml
 	@# compat mode puts django_demo/ itself on sys.path (a .pth file), so the settings
 	@# package `django_demo` wins over the same-named folder in the repository root.
 	$(BIN)/python -m pip install --quiet -e ./django_demo --config-settings editable_mode=compat
-	@touch $(STAMP)
+	@touch $(COURSE_STAMP)
 
-install: $(STAMP) ## Create .venv and install the pinned requirements (done by lab and test)
+$(TEST_STAMP): $(COURSE_STAMP) requirements-test.txt
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+	@touch $(TEST_STAMP)
+
+install: $(COURSE_STAMP) ## Create .venv with what the course needs to run (done by lab)
+
+install-test: $(TEST_STAMP) ## Add what the tests, pictures and lint need (done by test)
 
 lab: install ## Start a broker (embedded Valkey unless REDIS_URL or 6379 has one) and JupyterLab
 	$(BIN)/python -m launcher.lab
 
-browser: install ## Make sure Playwright has a Chromium (the system's, else `playwright install chromium`)
+browser: install-test ## Make sure Playwright has a Chromium (the system's, else `playwright install chromium`)
 	$(BIN)/python -m launcher.browser
 
-test: install browser ## Run every test: unit, real processes, real browser, strict nbval of all notebooks
-	$(BIN)/python -m pytest
+test: install-test browser ## Run every test in parallel: unit, real processes, real browser, strict nbval of all notebooks
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-notebooks: install ## Re-execute every notebook top to bottom and save its outputs (for committing)
+test-notebook: install-test ## Run one chapter's notebook strictly, e.g. `make test-notebook NB=03`
+	$(BIN)/python -m pytest -n 0 notebooks/$(NB)_*.ipynb $(PYTEST_ARGS)
+
+lint: install-test ## Lint the code and the notebooks (ruff, configured in pyproject.toml)
+	$(BIN)/ruff check .
+
+notebooks: install-test ## Re-execute every notebook top to bottom and save its outputs (for committing)
 	$(BIN)/python -m tests.execute_notebooks notebooks/*.ipynb
 
-pictures: install browser ## Regenerate every picture from its source and real runs (needs Chromium, a CJK font)
+pictures: install-test browser ## Regenerate every picture from its source and real runs (needs Chromium, a CJK font)
 	$(BIN)/python pictures/src/make_pictures.py
 
 clean: ## Remove .venv and caches
-	rm -rf $(VENV) .pytest_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -7,20 +7,36 @@ started with this module, so both know the schedule and the ``tick`` task:
     celery -A demo_tasks.periodic beat --loglevel=info
     celery -A demo_tasks.periodic worker --loglevel=info
 
-(``-A demo_tasks.periodic`` finds the ``app`` imported below: the same app as
-``demo_tasks.tasks``, with its tasks, plus ``tick`` and the schedule.)
+(``-A demo_tasks.periodic`` finds the ``app`` below: this chapter's own app,
+so its schedule and time zone never change another chapter's app.)
 """
 
 import json
+import os
 import time
 
 import redis
+from celery import Celery
 from celery.schedules import crontab
 
-from demo_tasks.tasks import app
+# As in tasks.py: the article's server unless REDIS_URL names another. (Not
+# imported from tasks.py: @app.task tasks are shared with every app in the
+# process, and this chapter's worker should list only its own task.)
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1")
 
 #: The Redis list where every run of ``tick`` leaves a record.
 TICKS_KEY = "demo:ticks"
+
+# No result backend: tick's record in Redis is its result (ignore_result below).
+# set_as_current=False: a Django project's @shared_task tasks use the "current"
+# app; importing this chapter beside the project (chapter 06 does) must not
+# make them use this app instead. (beat and the worker make it current in
+# their own processes.)
+app = Celery("demo_tasks.periodic", broker=REDIS_URL, set_as_current=False)
+
+# Keep retrying the broker connection while the worker starts (Celery 5 warns otherwise).
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-retry-on-startup
+app.conf.broker_connection_retry_on_startup = True
 
 # Cron-style entries are evaluated in this time zone (Celery's default is UTC).
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#timezone

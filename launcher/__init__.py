@@ -5,18 +5,20 @@ notebooks, tests and ``make lab``. Small on purpose: no Celery logic here.
     >>> broker = launcher.ensure_broker()          # REDIS_URL, 6379, or embedded Valkey
     >>> worker = launcher.start_worker("demo_tasks.tasks", broker=broker)
     >>> worker.show(10)                            # sanitized tail of its log
+    >>> worker.stop()                              # warm: running tasks finish first
     >>> launcher.stop_all(verbose=True)            # also runs at exit
 """
 
-from .broker import Broker, BrokerError, ensure_broker, free_port, ping, start_embedded
+from .broker import DEFAULT_URL, Broker, BrokerError, check_broker, ensure_broker, free_port, ping, start_embedded
 from .celery_procs import FAST_FLAGS, celery_command, start_worker
-from .django_procs import start_beat, start_django_server
+from .django_procs import manage, start_beat, start_django_server
 from .flower import start_flower
-from .procs import Proc, ProcessError, running, stop_all, wait_for
+from .procs import PortInUse, Proc, ProcessError, running, stop_all, wait_for
 from .sanitize import sanitize
 
 __all__ = [
-    "Broker", "BrokerError", "FAST_FLAGS", "Proc", "ProcessError", "celery_command",
-    "ensure_broker", "free_port", "ping", "running", "sanitize", "start_embedded",
-    "start_beat", "start_django_server", "start_flower", "start_worker", "stop_all", "wait_for",
+    "DEFAULT_URL", "FAST_FLAGS", "Broker", "BrokerError", "PortInUse", "Proc", "ProcessError",
+    "celery_command", "check_broker", "ensure_broker", "free_port", "manage", "ping", "running",
+    "sanitize", "start_beat", "start_django_server", "start_embedded", "start_flower", "start_worker",
+    "stop_all", "wait_for",
 ]

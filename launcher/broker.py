@@ -6,6 +6,10 @@ Rules (README, "Broker"):
   Valkey there (so the article's ``redis://127.0.0.1`` works); 6379 already
   answers PING -> reuse it; 6379 taken by something else -> stop with advice.
 - Tests always start their own server on a free port (``start_embedded()``).
+
+Every conversation with a broker goes through redis-py, so passwords, ACL
+users (``redis://user:password@host:port/0``), URL-encoded credentials and
+TLS (``rediss://``) work as they do for Celery itself.
 """
 
 from __future__ import annotations
@@ -16,15 +20,28 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from .procs import Proc, ProcessError, wait_for
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .procs import Proc, ProcessError, port_taken
 
 DEFAULT_PORT = 6379
+#: The article's broker (``redis://127.0.0.1``), spelled out: used when REDIS_URL is not set.
+DEFAULT_URL = f"redis://127.0.0.1:{DEFAULT_PORT}/0"
 
 
 class BrokerError(RuntimeError):
     """No usable broker: the message says what happened and what to do."""
+
+
+def broker_url_of(broker=None) -> str:
+    """The URL of a Broker, a URL string, or (None) REDIS_URL / the article's default."""
+    if broker is None:
+        return os.environ.get("REDIS_URL") or DEFAULT_URL
+    return broker if isinstance(broker, str) else broker.url
 
 
 def valkey_binary() -> Path:
@@ -50,38 +67,66 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def ping(url: str, timeout: float = 1.0) -> str | None:
-    """Send PING over a plain socket. Returns the server's reply, or None if
-    nothing (or something that is not Redis) answers within ``timeout``."""
-    parsed = urlparse(url)
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or DEFAULT_PORT
+def safe_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def client(url: str, timeout: float = 1.0, **kwargs) -> redis.Redis:
+    """A redis-py client for ``url`` that gives up after ``timeout`` seconds,
+    without retrying: a broker that is not there is reported at once."""
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                retry=Retry(NoBackoff(), 0), **kwargs)
+
+
+def problem(url: str, timeout: float = 1.0) -> str | None:
+    """None if the server at ``url`` answers PING; else one line saying what is wrong."""
+    shown = safe_url(url)
     try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            if parsed.password:
-                user = parsed.username or "default"
-                s.sendall(_command("AUTH", user, parsed.password))
-                if not s.recv(256).startswith(b"+OK"):
-                    return None
-            s.sendall(_command("PING"))
-            reply = s.recv(256)
-    except OSError:
-        return None
-    return reply.decode(errors="replace").strip() if reply[:1] in (b"+", b"-") else None
+        with client(url, timeout) as conn:
+            conn.ping()
+    except redis.AuthenticationError as exc:
+        if urlsplit(url).password is None:
+            return (f"The Redis at {shown} needs a password: put it in the URL, "
+                    "e.g. REDIS_URL=redis://:PASSWORD@host:port/0 (or redis://USER:PASSWORD@... for an ACL user).")
+        return (f"The Redis at {shown} refused the user name or password in the URL ({exc}). "
+                "Check them; characters such as @ : / in a password must be URL-encoded (%40 %3A %2F).")
+    except redis.exceptions.NoPermissionError as exc:
+        return f"The Redis at {shown} accepted the user but does not allow it to PING ({exc}): check its ACL."
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        reason = str(exc).rstrip(".") or type(exc).__name__
+        if url.startswith("rediss://") and "refused" not in reason:
+            return (f"The TLS handshake with {shown} failed ({reason}). Does that server speak TLS? "
+                    "Use rediss:// only for a TLS port, redis:// otherwise.")
+        if isinstance(exc, redis.TimeoutError):
+            return f"The server at {shown} did not answer PING within {timeout:g} s: is it a Redis?"
+        return f"No Redis answers at {shown} ({reason})."
+    except redis.RedisError as exc:
+        return f"The server at {shown} did not answer PING as a Redis does: {exc}"
+    except ValueError as exc:  # a URL redis-py cannot parse
+        return f"{shown} is not a Redis URL ({exc}). The form is redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]."
+    return None
 
 
-def _command(*parts: str) -> bytes:
-    out = [f"*{len(parts)}\r\n".encode()]
-    for p in parts:
-        b = p.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(out)
+def ping(url: str, timeout: float = 1.0) -> bool:
+    """Does a Redis-compatible server answer PING at ``url`` (with the URL's credentials)?"""
+    return problem(url, timeout) is None
 
 
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
+def check_broker(url: str, timeout: float = 3.0, *, advice: str = "") -> None:
+    """Raise BrokerError, with what to do, unless the broker at ``url`` answers."""
+    why = problem(url, timeout)
+    if why is not None:
+        advice = advice or ("Start it first (`make lab` starts one; `launcher.ensure_broker()` in a "
+                            "notebook), or set REDIS_URL to a running Redis.")
+        raise BrokerError(f"{why} {advice}")
 
 
 @dataclass
@@ -94,10 +139,24 @@ class Broker:
 
     @property
     def port(self) -> int:
-        return urlparse(self.url).port or DEFAULT_PORT
+        return urlsplit(self.url).port or DEFAULT_PORT
 
-    def ping(self) -> str | None:
+    def ping(self) -> bool:
         return ping(self.url)
+
+    def client(self, **kwargs) -> redis.Redis:
+        """A redis-py client for this broker (close it when done)."""
+        return client(self.url, **kwargs)
+
+    def flush(self) -> None:
+        """Empty this broker's database (the number at the end of the URL): queues, results, everything."""
+        with self.client(timeout=5) as conn:
+            conn.flushdb()
+
+    def keys(self, pattern: str = "*") -> list[str]:
+        """The keys in this broker's database, sorted."""
+        with self.client(timeout=5, decode_responses=True) as conn:
+            return sorted(conn.scan_iter(match=pattern))
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -107,38 +166,39 @@ class Broker:
         how = {"embedded": "embedded Valkey started by the course",
                "reused": "a Redis that was already running",
                "REDIS_URL": "the server named by REDIS_URL"}[self.source]
-        return f"{self.url} ({how})"
+        return f"{safe_url(self.url)} ({how})"
 
 
-def start_embedded(port: int | None = None, *, timeout: float = 10.0) -> Broker:
-    """Start the embedded Valkey on 127.0.0.1 (a free port unless one is given)."""
+def start_embedded(port: int | None = None, *, password: str | None = None,
+                   extra_args: tuple[str, ...] = (), timeout: float = 10.0) -> Broker:
+    """Start the embedded Valkey on 127.0.0.1 (a free port unless one is given).
+    ``password`` turns on ``requirepass`` (the URL then carries it)."""
     port = port or free_port()
-    binary = valkey_binary()
-    argv = [str(binary), "--bind", "127.0.0.1", "--port", str(port),
+    argv = [str(valkey_binary()), "--bind", "127.0.0.1", "--port", str(port),
             # No persistence: nothing is written to disk, nothing left in the repo.
             "--save", "", "--appendonly", "no",
-            "--protected-mode", "yes", "--loglevel", "notice"]
+            "--protected-mode", "yes", "--loglevel", "notice", *extra_args]
+    if password:
+        argv += ["--requirepass", password]
     # Its working directory is a temporary one of its own, never the repo.
     proc = Proc("valkey", argv, display=f"valkey-server --port {port}")
-    url = f"redis://127.0.0.1:{port}/0"
-    if not wait_for(lambda: ping(url, 0.2) == "+PONG" or not proc.running(), timeout):
-        proc.cleanup()
-        raise BrokerError(f"The embedded Valkey did not answer on port {port} within {timeout:g} s.")
-    if not proc.running():
-        log = proc.tail(5, raw=True)
-        proc.cleanup()
-        if "Address already in use" in log:
-            raise BrokerError(f"Port {port} is already taken; cannot start the embedded Valkey there.")
-        raise BrokerError(f"The embedded Valkey exited at start-up:\n{log}")
+    proc.stop_last = True
+    url = f"redis://{':' + quote(password, safe='') + '@' if password else ''}127.0.0.1:{port}/0"
+    try:
+        proc.wait_until_listening(port, timeout, answers=lambda: ping(url, 0.5))
+    except ProcessError as exc:
+        proc.stop()
+        raise BrokerError(f"The embedded Valkey did not start on port {port}: {exc}") from None
     return Broker(url, "embedded", proc)
 
 
 def from_env_url(url: str, timeout: float = 3.0) -> Broker:
     """Use the server named by REDIS_URL; fail within ``timeout`` if it is not there."""
-    if ping(url, timeout) is None:
+    why = problem(url, timeout)
+    if why is not None:
         raise BrokerError(
-            f"No Redis answers at {url} (REDIS_URL). Start it (`docker compose up -d redis`, "
-            "or `make lab`, which starts an embedded one), or unset REDIS_URL to use the embedded server.")
+            f"{why} (from REDIS_URL) Start that server (`docker compose up -d redis`), fix REDIS_URL, "
+            "or unset it to let the course start an embedded one (`make lab` does).")
     return Broker(url, "REDIS_URL")
 
 
@@ -157,14 +217,12 @@ def _find_broker(port: int) -> Broker:
     if url:
         return from_env_url(url)
     url = f"redis://127.0.0.1:{port}/0"
-    if ping(url) == "+PONG":
+    why = problem(url)
+    if why is None:
         return Broker(url, "reused")
-    if port_in_use(port):
+    if port_taken(port):
         raise BrokerError(
-            f"Port {port} on 127.0.0.1 is taken by a program that does not answer Redis PING "
-            "(or needs a password). Stop that program, or point the course at your Redis with "
+            f"Port {port} on 127.0.0.1 is taken by a program the course cannot use as its broker: {why} "
+            "Stop that program, or point the course at your Redis with "
             f"REDIS_URL=redis://[:password@]host:port/0, e.g. `REDIS_URL=redis://127.0.0.1:6380/0 make lab`.")
-    try:
-        return start_embedded(port)
-    except ProcessError as exc:  # pragma: no cover - reported as a BrokerError
-        raise BrokerError(str(exc)) from exc
+    return start_embedded(port)

@@ -27,9 +27,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 #: Quiet, deterministic, container-friendly: no sandbox (containers often run
 #: as root, where Chromium's sandbox refuses to start), no GPU, no calls home,
@@ -102,7 +102,7 @@ def playwright_chromium(playwright) -> str | None:
     """Playwright's own Chromium, if `playwright install chromium` has fetched it."""
     try:
         path = playwright.chromium.executable_path
-    except Exception:  # noqa: BLE001 - Playwright raises its own error types here
+    except Exception:
         return None
     return path if path and os.path.isfile(path) else None
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
-from .broker import BrokerError, ping
+from .broker import broker_url_of, check_broker
 from .procs import Proc
 
 #: Flags that make a worker ready in ~0.3 s instead of ~1.3 s: no waiting for
@@ -18,13 +18,6 @@ from .procs import Proc
 FAST_FLAGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 
 _CONNECT_ERRORS = ("Cannot connect to", "consumer: Cannot connect")
-
-
-def broker_url_of(broker) -> str:
-    """The URL of a Broker, a URL string, or (None) REDIS_URL / the article's default."""
-    if broker is None:
-        return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    return broker if isinstance(broker, str) else broker.url
 
 
 def celery_env(broker_url: str, extra: dict | None = None) -> dict:
@@ -39,18 +32,12 @@ def celery_env(broker_url: str, extra: dict | None = None) -> dict:
     return env
 
 
-def check_broker(url: str, timeout: float = 3.0) -> None:
-    if ping(url, timeout) is None:
-        raise BrokerError(
-            f"The broker at {url} does not answer. Start it first (`make lab` starts one; "
-            "`launcher.ensure_broker()` in a notebook), or set REDIS_URL to a running Redis.")
-
-
 def start_worker(app: str, *, name: str = "w1", broker=None, fast: bool = False,
                  concurrency: int = 2, loglevel: str = "INFO", queues: Sequence[str] = (),
                  extra_args: Sequence[str] = (), cwd: str | None = None,
                  env: dict | None = None, timeout: float = 30.0) -> Proc:
-    """Start ``celery -A APP worker`` and wait until it logs that it is ready."""
+    """Start ``celery -A APP worker`` and wait until it logs that it is ready.
+    Stop it with ``stop()``: warm by default, as Celery documents."""
     url = broker_url_of(broker)
     check_broker(url)
     args = ["-A", app, "worker", f"--loglevel={loglevel}", "-n", f"{name}@%h",
@@ -63,8 +50,12 @@ def start_worker(app: str, *, name: str = "w1", broker=None, fast: bool = False,
     proc = Proc(f"worker-{name}", [sys.executable, "-m", "celery", *args],
                 env=celery_env(url, env), cwd=cwd or os.getcwd(),
                 display="celery " + " ".join(args))
-    proc.wait_for_log(" ready.", timeout, fail_on=_CONNECT_ERRORS,
-                      advice=f"Is the broker at {url} running, and does `celery -A {app}` import?")
+    try:
+        proc.wait_for_log(" ready.", timeout, since=0, fail_on=_CONNECT_ERRORS,
+                          advice=f"Is the broker running, and does `celery -A {app}` import?")
+    except BaseException:
+        proc.stop()
+        raise
     return proc
 
 

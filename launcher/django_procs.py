@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from .broker import free_port
-from .celery_procs import broker_url_of, celery_env, check_broker
-from .procs import Proc, ProcessError, http_answers, wait_for
+from .broker import broker_url_of, check_broker, free_port
+from .celery_procs import celery_env
+from .paths import DJANGO_DIR
+from .procs import Proc, ProcessError, http_answers
 
 ADDRESS = "127.0.0.1"
 
@@ -37,6 +40,21 @@ def django_env(folder: str | os.PathLike, broker, **extra: str) -> dict:
         "REDIS_URL": broker_url_of(broker),
         **extra,
     }
+
+
+def manage(*args: str, env: dict | None = None, unset: Sequence[str] = (), check: bool = True,
+           timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """Run ``python manage.py ARGS`` in django_demo/, in a fresh process, with
+    ``env`` added to our environment and the variables in ``unset`` removed.
+    ``check``: a non-zero exit raises ProcessError with the command's output."""
+    child_env = {k: v for k, v in os.environ.items() if k not in unset}
+    child_env.update(env or {})
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=DJANGO_DIR, env=child_env,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if check and done.returncode != 0:
+        raise ProcessError(f"`manage.py {' '.join(args)}` failed with code {done.returncode}:\n"
+                           f"{done.stdout}{done.stderr}")
+    return done
 
 
 class DjangoServerProc(Proc):
@@ -61,13 +79,13 @@ def start_django_server(project_dir: str | os.PathLike, *, port: int | None = No
                             env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
                             cwd=project_dir, display="python " + " ".join(args))
     proc.port, proc.url = port, f"http://{ADDRESS}:{port}"
-    wait_for(lambda: proc.answers(0.5) or not proc.running(), timeout, interval=0.1)
-    if not proc.answers(0.5):
-        why = f"exited with code {proc.popen.returncode}" if not proc.running() \
-            else f"did not answer HTTP within {timeout:g} s"
-        tail = proc.tail(15)
-        proc.cleanup()
-        raise ProcessError(f"The Django server {why}. Last lines of its log:\n{tail}")
+    try:
+        # Ours, not just anyone's: this process listens on the port, and answers HTTP there.
+        proc.wait_until_listening(port, timeout, answers=lambda: proc.answers(0.5),
+                                  advice="Does `python manage.py check` pass?")
+    except BaseException:
+        proc.stop()
+        raise
     return proc
 
 
@@ -104,6 +122,10 @@ def start_beat(app: str, *, broker=None, cwd: str | os.PathLike | None = None,
         shutil.rmtree(schedule_dir, ignore_errors=True)
         raise
     proc.schedule_dir = schedule_dir
-    proc.wait_for_log("beat: Starting...", timeout,
-                      advice=f"Is the broker at {url} running, and does `celery -A {app}` import?")
+    try:
+        proc.wait_for_log("beat: Starting...", timeout, since=0,
+                          advice=f"Is the broker running, and does `celery -A {app}` import?")
+    except BaseException:
+        proc.stop()
+        raise
     return proc

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from typing import Sequence
+from collections.abc import Sequence
 
-from .broker import free_port
+from .broker import broker_url_of, free_port
 from .celery_procs import celery_env
-from .procs import Proc, ProcessError, http_answers
+from .procs import Proc, http_answers
 
 #: The course's demo credentials, used when FLOWER_USER / FLOWER_PASSWORD are not set.
 DEFAULT_USER = "course"
@@ -99,10 +98,7 @@ def start_flower(app: str, *, broker=None, port: int | None = None, auth: bool =
     ``auth=False`` starts it without --basic-auth (chapter 04 shows why not to).
     ``env``: extra variables for the process (e.g. the app's REDIS_URL).
     Fails fast, with the end of its log, if Flower exits while starting."""
-    if broker is None:
-        url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    else:
-        url = broker if isinstance(broker, str) else broker.url
+    url = broker_url_of(broker)
     port = port or free_port(ADDRESS)
     basic_auth = None
     if auth:
@@ -121,17 +117,11 @@ def start_flower(app: str, *, broker=None, port: int | None = None, auth: bool =
     proc.broker_url = url
     proc.article_order = article_order
 
-    deadline = time.monotonic() + timeout
-    while not proc.answers(timeout=0.5):
-        if not proc.running():
-            why = f"exited with code {proc.popen.returncode}"
-        elif time.monotonic() >= deadline:
-            why = f"did not answer on {proc.url} within {timeout:g} s"
-        else:
-            time.sleep(0.05)
-            continue
-        tail = proc.tail(15)
-        proc.cleanup()
-        raise ProcessError(f"{name} {why}. Does `celery -A {app}` import, and is port {port} free?\n"
-                           f"Last lines of its log:\n{tail}")
+    try:
+        # Ours, not just anyone's: this process listens on the port, and answers HTTP there.
+        proc.wait_until_listening(port, timeout, answers=lambda: proc.answers(0.5),
+                                  advice=f"Does `celery -A {app}` import?")
+    except BaseException:
+        proc.stop()
+        raise
     return proc

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from .broker import BrokerError, ensure_broker
-from .procs import Proc, stop_all
-
-ROOT = Path(__file__).resolve().parent.parent
+from .django_procs import manage
+from .paths import NOTEBOOKS_DIR
+from .procs import Proc, ProcessError, stop_all
 
 
 def prepare_django() -> bool:
-    manage = [sys.executable, str(ROOT / "django_demo" / "manage.py")]
     for step in (["migrate", "--noinput"], ["create_course_admin"]):
-        done = subprocess.run(manage + step, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            print(f"make lab: `manage.py {' '.join(step)}` failed:\n{done.stdout}{done.stderr}", file=sys.stderr)
+        try:
+            manage(*step)
+        except ProcessError as exc:
+            print(f"make lab: {exc}", file=sys.stderr)
             return False
     print("Django: database migrated; admin user for local use: "
           f"{os.environ.get('COURSE_ADMIN_USER', 'admin')} / "
@@ -56,10 +55,10 @@ def main() -> int:
 
     port = os.environ.get("LAB_PORT", "8888")
     argv = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}", f"--ServerApp.root_dir={ROOT / 'notebooks'}"]
+            f"--ServerApp.port={port}", f"--ServerApp.root_dir={NOTEBOOKS_DIR}"]
     if os.geteuid() == 0:  # containers and CI machines often run as root
         argv.append("--allow-root")
-    lab = Proc("jupyterlab", argv, cwd=ROOT / "notebooks")
+    lab = Proc("jupyterlab", argv, cwd=NOTEBOOKS_DIR)
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -68,16 +67,12 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        url = None
-        while lab.running() and url is None:
-            for line in lab.log().splitlines():
-                if "http://127.0.0.1:" in line and "token=" in line:
-                    url = line[line.index("http://"):].strip()
-                    break
-            time.sleep(0.1)
-        if url is None:
-            print(f"JupyterLab exited. Its log:\n{lab.tail(30, raw=True)}", file=sys.stderr)
+        try:
+            line = lab.wait_for_log("/lab?token=", 120, since=0, advice="Is its port free (LAB_PORT)?")
+        except ProcessError as exc:
+            print(f"make lab: JupyterLab did not start: {exc}", file=sys.stderr)
             return 1
+        url = line[line.index("http://"):].strip()
         print(f"JupyterLab: {url}")
         print("In a second terminal (with .venv activated): celery -A demo_tasks.tasks worker --loglevel=info")
         print("Press Ctrl-C to stop JupyterLab and the broker.")

@@ -5,6 +5,17 @@ Every process runs in its own process group with its output in a log file
 ``stop_all()``, at interpreter exit (atexit) and, on Linux, when the parent
 dies (PR_SET_PDEATHSIG), so a notebook, a test or ``make lab`` leaves no
 orphan behind. Nothing here prints from a thread.
+
+Stops are Celery's (https://docs.celeryq.dev/en/stable/userguide/workers.html#stopping-the-worker):
+
+- ``stop("warm")`` (the default): SIGTERM to the main process only. A worker
+  stops taking work, finishes the tasks it is running, then exits. If it is
+  still there after ``timeout`` seconds, the stop escalates to cold, then kill.
+- ``stop("cold")``: SIGQUIT to the main process: a worker exits at once and
+  the tasks it was running are lost (unless they are acknowledged late).
+- ``stop("kill")``: SIGKILL to the whole process group: nobody gets to clean up.
+
+Every stop ends with the whole process group gone.
 """
 
 from __future__ import annotations
@@ -20,8 +31,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
+
+import psutil
 
 from .sanitize import sanitize
 
@@ -30,10 +44,19 @@ class ProcessError(RuntimeError):
     """A process did not start, or did not become ready, in time."""
 
 
-_RUNNING: list["Proc"] = []
+class PortInUse(ProcessError):
+    """The port a server was asked to listen on belongs to another program."""
+
+
+#: How long a warm stop waits before it escalates to cold, and cold to kill.
+WARM_TIMEOUT = 15.0
+COLD_TIMEOUT = 5.0
+STOP_MODES = ("warm", "cold", "kill")
+
+_RUNNING: list[Proc] = []
 # Every process started here: their log folders are removed by stop_all() and
 # at exit (a stopped process keeps its log until then, so a notebook can show it).
-_CREATED: list["Proc"] = []
+_CREATED: list[Proc] = []
 
 
 # Looked up once in the parent: the child runs between fork and exec, where
@@ -47,7 +70,7 @@ if sys.platform.startswith("linux"):
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux only: ask the kernel to SIGTERM this child when its parent dies."""
+    """Linux only: ask the kernel to SIGTERM this child (a warm stop) when its parent dies."""
     if _PRCTL is not None:
         _PRCTL(1, signal.SIGTERM)  # 1 == PR_SET_PDEATHSIG
 
@@ -63,8 +86,33 @@ def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.
         time.sleep(interval)
 
 
+class _LogScanner:
+    """Reads a log file from an offset on, one complete line at a time: what was
+    written before the offset is never seen, and nothing is read twice."""
+
+    def __init__(self, path: Path, offset: int):
+        self.path, self.offset, self.partial = path, offset, b""
+
+    def new_lines(self, final: bool = False) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        *complete, self.partial = (self.partial + data).split(b"\n")
+        if final and self.partial:  # the process is gone: its last line has no newline
+            complete.append(self.partial)
+            self.partial = b""
+        return [line.decode("utf-8", errors="replace") for line in complete]
+
+
 class Proc:
     """One background process, in its own process group, logging to a file."""
+
+    #: stop_all() stops these after everything else (a broker: workers still need it to stop warm).
+    stop_last = False
 
     def __init__(self, name: str, argv: Sequence[str], *, env: dict | None = None,
                  cwd: str | os.PathLike | None = None, display: str | None = None):
@@ -72,9 +120,11 @@ class Proc:
         self.argv = list(argv)
         #: The command a learner would type in a terminal (shown in notebooks).
         self.display = display or " ".join(self.argv)
+        #: The signal that ended the process when stop() was called ("SIGTERM", ...).
+        self.stopped_by: str | None = None
         self.workdir = Path(tempfile.mkdtemp(prefix=f"celery-course-{name}-"))
         self.log_path = self.workdir / f"{name}.log"
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it until stop()
         self._stopped = False
         self.popen = subprocess.Popen(
             self.argv,
@@ -83,7 +133,7 @@ class Proc:
             stderr=subprocess.STDOUT,
             env=env,
             cwd=cwd if cwd is not None else self.workdir,
-            start_new_session=True,  # its own process group: we stop the whole group
+            start_new_session=True,  # its own process group: the last step of a stop ends the group
             preexec_fn=_die_with_parent,
         )
         _RUNNING.append(self)
@@ -96,19 +146,30 @@ class Proc:
     def running(self) -> bool:
         return self.popen.poll() is None
 
-    def log(self) -> str:
-        """The whole raw log so far."""
+    # --- the log ----------------------------------------------------------------
+
+    def mark(self) -> int:
+        """The log's current end: pass it as ``since=`` to look only at what comes after."""
         try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log(self, since: int = 0) -> str:
+        """The raw log from byte offset ``since`` (default: all of it)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                return f.read().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return ""
 
     def tail(self, lines: int = 20, *, grep: str | None = None, start: str | None = None,
-             raw: bool = False) -> str:
+             raw: bool = False, since: int = 0) -> str:
         """The last ``lines`` lines of the log, sanitized. ``grep`` keeps only the
         lines containing it; ``start`` drops what comes before the first line
-        containing it (e.g. a worker's banner)."""
-        text = self.log() if raw else sanitize(self.log())
+        containing it (e.g. a worker's banner); ``since`` starts at a ``mark()``."""
+        text = self.log(since) if raw else sanitize(self.log(since))
         rows = text.splitlines()
         if start is not None:
             marks = [i for i, r in enumerate(rows) if start in r]
@@ -117,52 +178,136 @@ class Proc:
             rows = [r for r in rows if grep in r]
         return "\n".join(rows[-lines:])
 
-    def show(self, lines: int = 20, *, grep: str | None = None, start: str | None = None) -> None:
+    def show(self, lines: int = 20, *, grep: str | None = None, start: str | None = None,
+             since: int = 0) -> None:
         """Print a sanitized tail of the log (for a notebook cell)."""
-        print(self.tail(lines, grep=grep, start=start))
+        print(self.tail(lines, grep=grep, start=start, since=since))
 
-    def wait_for_log(self, needle: str, timeout: float, *, fail_on: Sequence[str] = (),
-                     advice: str = "") -> None:
-        """Wait until ``needle`` appears in the log. Fail fast, with the log's
-        last lines, if the process exits or logs one of ``fail_on``."""
-        def settled() -> bool:
-            log = self.log()
-            return needle in log or any(f in log for f in fail_on) or not self.running()
+    # --- waiting ----------------------------------------------------------------
 
-        wait_for(settled, timeout)
-        log = self.log()
-        if needle in log:
-            return
-        bad = next((f for f in fail_on if f in log), None)
-        if bad:
-            why = f"logged {bad!r}"
-        elif not self.running():
-            why = f"exited with code {self.popen.returncode}"
-        else:
-            why = f"was not ready after {timeout:g} s"
-        tail = self.tail(15)
-        self.cleanup()
-        raise ProcessError(f"{self.name} {why}. {advice}\nLast lines of its log:\n{tail}".replace(". \n", ".\n"))
+    def failure(self, why: str, advice: str = "") -> ProcessError:
+        """An error that says what went wrong, where the log is, and its last lines."""
+        advice = f" {advice}" if advice else ""
+        return ProcessError(f"{self.name} (pid {self.pid}) {why}.{advice}\n"
+                            f"Its log is {self.log_path}; the last lines:\n{self.tail(15)}")
 
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM the process group, wait, then SIGKILL what is left. Idempotent."""
+    def wait_until(self, condition: Callable[[], bool], timeout: float, *, waiting_for: str,
+                   advice: str = "", interval: float = 0.02) -> None:
+        """Poll ``condition`` until it is true. Raise ProcessError, naming what we
+        waited for, if the process exits first or ``timeout`` seconds pass.
+        (``condition`` may raise ProcessError itself to fail at once.)"""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if not self.running():
+                if condition():  # it may have done its job just before exiting
+                    return
+                raise self.failure(f"exited with code {self.popen.returncode} while we waited "
+                                   f"for {waiting_for}", advice)
+            if time.monotonic() >= deadline:
+                raise self.failure(f"did not get to {waiting_for} within {timeout:g} s", advice)
+            time.sleep(interval)
+
+    def wait_for_log(self, needle: str, timeout: float, *, since: int | None = None,
+                     fail_on: Sequence[str] = (), advice: str = "") -> str:
+        """Wait until a line containing ``needle`` is logged after ``since`` (a
+        ``mark()``; default: the log's end now, so an earlier line never counts)
+        and return that line. Fail fast if the process exits or logs a line
+        containing one of ``fail_on``."""
+        scanner = _LogScanner(self.log_path, self.mark() if since is None else since)
+        found: list[str] = []
+
+        def logged() -> bool:
+            for line in scanner.new_lines(final=not self.running()):
+                if needle in line:
+                    found.append(line)
+                    return True
+                bad = next((f for f in fail_on if f in line), None)
+                if bad is not None:
+                    raise self.failure(f"logged {bad!r} while we waited for {needle!r}", advice)
+            return False
+
+        self.wait_until(logged, timeout, waiting_for=f"a log line with {needle!r}", advice=advice)
+        return found[0]
+
+    def listens_on(self, port: int) -> bool:
+        """Is this process (or a child of it) the one listening on TCP ``port``?"""
+        try:
+            leader = psutil.Process(self.pid)
+            family = [leader, *leader.children(recursive=True)]
+        except psutil.Error:
+            return False
+        for proc in family:
+            try:
+                connections = proc.net_connections(kind="inet")
+            except psutil.Error:
+                continue
+            if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                   for c in connections):
+                return True
+        return False
+
+    def wait_until_listening(self, port: int, timeout: float, *, answers: Callable[[], bool] | None = None,
+                             advice: str = "") -> None:
+        """Wait until *this* process listens on ``port`` (and ``answers()``, if given).
+        Another program on that port is a PortInUse error that names it."""
+        def ready() -> bool:
+            return self.listens_on(port) and (answers is None or answers())
+
+        try:
+            self.wait_until(ready, timeout, waiting_for=f"listen on port {port}", advice=advice)
+        except ProcessError:
+            if port_taken(port) and not self.listens_on(port):
+                error = self.failure(
+                    f"could not listen on port {port} of 127.0.0.1: another program has it",
+                    "Stop that program, or choose another port (port=...; leave it out for a free one).")
+                raise PortInUse(str(error)) from None
+            raise
+
+    # --- stopping ---------------------------------------------------------------
+
+    def stop(self, mode: str = "warm", timeout: float | None = None) -> int | None:
+        """Stop the process the way Celery documents (see the module's docstring):
+        ``"warm"`` (default), ``"cold"`` or ``"kill"``. ``timeout`` is how long
+        the first signal is given before the stop escalates. Idempotent; always
+        ends with the whole process group gone. Returns the exit code."""
+        if mode not in STOP_MODES:
+            raise ValueError(f"mode must be one of {STOP_MODES}, not {mode!r}")
         if not self._stopped:
-            if self.popen.poll() is None:
-                self._signal_group(signal.SIGTERM)
+            steps = {"warm": [(signal.SIGTERM, WARM_TIMEOUT), (signal.SIGQUIT, COLD_TIMEOUT)],
+                     "cold": [(signal.SIGQUIT, COLD_TIMEOUT)],
+                     "kill": []}[mode]
+            if timeout is not None and steps:
+                steps[0] = (steps[0][0], timeout)
+            for sig, wait in steps:
+                if not self.running():
+                    break
+                self._signal_leader(sig)
                 try:
-                    self.popen.wait(timeout)
+                    self.popen.wait(wait)
+                    self.stopped_by = sig.name
                 except subprocess.TimeoutExpired:
-                    self._signal_group(signal.SIGKILL)
-                    self.popen.wait(5)
-            # The leader is gone; make sure no child of its group survives it.
-            # Only once: later, the group's number may belong to someone else.
+                    continue
+            if self.running():
+                self._signal_group(signal.SIGKILL)
+                self.popen.wait(10)
+                self.stopped_by = "SIGKILL"
+            # The leader is gone; make sure no child of its group survives it, and
+            # wait until the killed ones are reaped (they become init's children).
+            # Only now: later, the group's number may belong to someone else.
             self._signal_group(signal.SIGKILL)
+            wait_for(lambda: not group_alive(self.popen.pid), 5)
             self._stopped = True
         if self in _RUNNING:
             _RUNNING.remove(self)
         if not self._log.closed:
             self._log.close()
         return self.popen.returncode
+
+    def _signal_leader(self, sig: int) -> None:
+        try:
+            os.kill(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
 
     def _signal_group(self, sig: int) -> None:
         try:
@@ -171,7 +316,7 @@ class Proc:
             pass
 
     def cleanup(self) -> None:
-        """Stop and delete the log directory."""
+        """Stop (warm) and delete the log directory."""
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -191,6 +336,15 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    """Does something accept TCP connections on ``host:port``?"""
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
 def http_answers(url: str, timeout: float = 1.0) -> bool:
     """True if something answers HTTP at ``url`` at all (any status: 401, 404 and 500 count)."""
     try:
@@ -208,15 +362,22 @@ def running() -> list[Proc]:
 
 
 def stop_all(verbose: bool = False) -> list[str]:
-    """Stop everything started here, newest first (workers before their broker),
-    and remove every log folder, also those of processes stopped earlier."""
-    stopped = []
-    for proc in reversed(list(_RUNNING)):
-        proc.cleanup()
-        stopped.append(proc.name)
+    """Stop everything started here (warm) and remove every log folder, also
+    those of processes stopped earlier. Workers, servers and beat stop side by
+    side (a warm stop of a prefork worker takes a second or two); brokers stop
+    last, once nobody needs them."""
+    procs = list(reversed(_RUNNING))  # newest first
+    first = [p for p in procs if not p.stop_last]
+    for group in (first, [p for p in procs if p.stop_last]):
+        if len(group) > 1:
+            with ThreadPoolExecutor(max_workers=len(group)) as pool:
+                list(pool.map(Proc.stop, group))
+        for proc in group:
+            proc.cleanup()
     for proc in _CREATED:
         proc.cleanup()
     _CREATED.clear()
+    stopped = [p.name for p in procs]
     if verbose:
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return stopped

@@ -10,8 +10,9 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+from .paths import REPO_ROOT
+
 RULES_FILE = Path(__file__).with_name("nbval_sanitize.cfg")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @lru_cache(maxsize=1)

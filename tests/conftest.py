@@ -1,5 +1,7 @@
 """Fixtures that start real processes: brokers on free ports and workers.
-(The per-notebook broker lives in the root conftest.py.)"""
+(The per-notebook broker lives in the root conftest.py.)
+
+Each pytest-xdist worker is a session of its own: it gets its own brokers and ports."""
 
 from __future__ import annotations
 
@@ -8,6 +10,12 @@ import os
 import pytest
 
 import launcher
+from tests.helpers import configure_django
+
+
+def pytest_configure(config):
+    # pytest-django's documented way for settings that are not in the environment.
+    configure_django()
 
 
 @pytest.fixture(scope="session")

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
 import launcher
 from launcher.django_procs import django_env, start_django_server
+from tests.helpers import DJANGO_DIR
 
-DJANGO_DIR = Path(__file__).resolve().parent.parent / "django_demo"
+
+def query(db: Path, sql: str, *params) -> tuple | None:
+    """The first row of a query on the stack's SQLite file (read the way a person would)."""
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchone()
 
 
 @contextmanager
 def django_stack(tmp: Path, broker, *, step_seconds: str, worker_name: str = "w1"):
     """Yield {"worker", "server", "env", "tmp", "db", "media"}; everything stops at the end."""
     env = django_env(tmp, broker, REPORT_STEP_SECONDS=step_seconds)
-    migrate = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=DJANGO_DIR,
-                             env=dict(os.environ, **env), capture_output=True, text=True, timeout=120)
-    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    launcher.manage("migrate", "--noinput", env=env)
     started = []
     try:
         started.append(launcher.start_worker("django_demo", broker=broker, name=worker_name, fast=True,

@@ -4,32 +4,13 @@ folder, handed to the kernel through the environment, as `make lab` does."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import launcher
-
-
-@contextmanager
-def patched_environ(values: dict):
-    """Set (or, for None, unset) environment variables; restore them afterwards."""
-    saved = {k: os.environ.get(k) for k in values}
-    try:
-        for key, value in values.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+from tests.helpers import patched_environ
 
 
 @contextmanager

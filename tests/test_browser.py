@@ -103,9 +103,8 @@ def test_without_any_chromium_the_error_says_how_to_get_one(monkeypatch):
     monkeypatch.delenv("CHROMIUM", raising=False)
     monkeypatch.setattr(lb, "system_chromium", lambda: None)
     monkeypatch.setattr(lb, "playwright_chromium", lambda playwright: None)
-    with pytest.raises(lb.BrowserNotFound, match="sudo apt-get install chromium fonts-noto-cjk"):
-        with chromium():
-            pass  # pragma: no cover - never reached
+    with pytest.raises(lb.BrowserNotFound, match="sudo apt-get install chromium fonts-noto-cjk"), chromium():
+        pass  # pragma: no cover - never reached
 
     # `python -m launcher.browser` (make test) tries Playwright's own build first.
     calls = []
@@ -120,5 +119,5 @@ def test_chromium_env_var_must_name_an_executable(monkeypatch, tmp_path):
     import launcher.browser as lb
 
     monkeypatch.setenv("CHROMIUM", str(tmp_path / "no-such-browser"))
-    with pytest.raises(lb.BrowserNotFound, match="CHROMIUM=.* is not an executable"):
+    with pytest.raises(lb.BrowserNotFound, match=r"CHROMIUM=.* is not an executable"):
         lb.system_chromium()

@@ -12,17 +12,14 @@ says how to get one.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from launcher.browser import chromium
-from tests.django_stack import django_stack
+from tests.django_stack import django_stack, query
 
-ROOT = Path(__file__).resolve().parent.parent
-DJANGO_DIR = ROOT / "django_demo"
 TIMEOUT_MS = 20_000
 #: Long enough per step that the page's poll (every 0.3 s) sees the bar part-way.
 STEP_SECONDS = "0.2"
@@ -45,7 +42,8 @@ document.addEventListener("DOMContentLoaded", () => {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, module_broker):
     """A migrated database file, a worker and the server; all stopped at the end."""
-    with django_stack(tmp_path_factory.mktemp("django_browser"), module_broker, step_seconds=STEP_SECONDS, worker_name="bw") as running:
+    with django_stack(tmp_path_factory.mktemp("django_browser"), module_broker, step_seconds=STEP_SECONDS,
+                      worker_name="bw") as running:
         yield running
 
 
@@ -70,8 +68,7 @@ def page(browser, stack):
 
 
 def count(db: Path, table: str) -> int:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    return query(db, f"SELECT COUNT(*) FROM {table}")[0]
 
 
 def submit(page, title: str, rows: str, fail: bool = False):

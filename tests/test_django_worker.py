@@ -12,20 +12,17 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import re
-import sqlite3
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 import launcher
 from launcher.django_procs import start_beat
-from tests.django_stack import django_stack
+from tests.django_stack import django_stack, query
+from tests.helpers import DJANGO_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
-DJANGO_DIR = ROOT / "django_demo"
 TASK_NAME = "reports.tasks.generate_report"
 
 
@@ -74,11 +71,6 @@ def poll_until_finished(browser: Browser, status_path: str, timeout: float = 30)
             return status, seen
         time.sleep(0.03)
     pytest.fail(f"the report did not finish within {timeout} s; last status {status}")
-
-
-def query(db: Path, sql: str, *params):
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, params).fetchone()
 
 
 def test_report_goes_from_form_to_download_through_the_worker(stack):

@@ -11,7 +11,8 @@ import nbformat
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO_ROOT as ROOT
+
 PICTURES = ROOT / "pictures"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg"}
 

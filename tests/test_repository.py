@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
-from pathlib import Path
+import sys
+from importlib import metadata
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO_ROOT as ROOT
+
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 MACHINE_PATH = re.compile(r"(/root/|/tmp/|/work/|/home/[^/\s]+/|/Users/[^/\s]+/|site-packages|\.venv/)")
 SKELETON = ["## 准备", "## 练习", "## 参考答案", "## 下一步"]
@@ -52,7 +55,7 @@ def test_notebook_follows_the_skeleton(path):
     markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     assert markdown.startswith("# "), "a notebook starts with its title"
     positions = [markdown.find(h) for h in SKELETON]
-    assert -1 not in positions, f"missing sections: {[h for h, p in zip(SKELETON, positions) if p < 0]}"
+    assert -1 not in positions, f"missing sections: {[h for h, p in zip(SKELETON, positions, strict=True) if p < 0]}"
     assert positions == sorted(positions), "sections out of order"
     assert "学习目标" in markdown
     for match in re.finditer(r"\]\(([0-9]{2}_[a-z_]+\.ipynb)\)", markdown):
@@ -63,21 +66,76 @@ def test_notebook_follows_the_skeleton(path):
     ignored = [c for c in nb["cells"] if "NBVAL_IGNORE_OUTPUT" in "".join(c["source"])]
     for cell in ignored:
         lines = "".join(cell["source"]).splitlines()
-        line = next(l for l in lines if "NBVAL_IGNORE_OUTPUT" in l)
+        line = next(text for text in lines if "NBVAL_IGNORE_OUTPUT" in text)
         assert len(line.split("NBVAL_IGNORE_OUTPUT", 1)[1].strip(" :-—")) > 5, \
             "NBVAL_IGNORE_OUTPUT needs its reason next to it"
 
 
-def test_requirements_are_exact_pins_that_say_why():
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
+REQUIREMENTS = ("requirements.txt", "requirements-test.txt")
+FIRST_PARTY = {"demo_tasks", "django_demo", "launcher", "reports", "tests", "tasks", "terminal", "fonts"}
+
+
+def pins() -> dict[str, str]:
+    """{normalised distribution name: the file that pins it} over both requirement files."""
+    found = {}
+    for name in REQUIREMENTS:
+        for line in (ROOT / name).read_text().splitlines():
+            if line.strip() and not line.startswith(("#", "-r ")):
+                found[re.split(r"[=\[ ;]", line, maxsplit=1)[0].lower().replace("_", "-")] = name
+    return found
+
+
+@pytest.mark.parametrize("name", REQUIREMENTS)
+def test_requirements_are_exact_pins_that_say_why(name):
+    for line in (ROOT / name).read_text().splitlines():
         if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith("-r "):
+            assert line == "-r requirements.txt" and name == "requirements-test.txt", line
             continue
         spec, _, why = line.partition("#")
         assert re.match(r"^[A-Za-z0-9_.\-\[\]]+==[\w.]+(\s*;.*)?$", spec.strip()), f"not an exact pin: {line}"
-        assert re.search(r"ch\d\d|all chapters|tests/", why), f"no chapter named: {line}"
+        assert re.search(r"ch\d\d|all chapters|tests/|make \w+", why), f"no chapter or tool named: {line}"
+
+
+def imported_modules() -> set[str]:
+    """Top-level names imported anywhere in the repository's code and notebooks."""
+    sources = [p.read_text(encoding="utf-8") for p in ROOT.glob("**/*.py")
+               if not {".venv", ".git", "build"} & set(p.relative_to(ROOT).parts)]
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for cell in (c for c in nb["cells"] if c["cell_type"] == "code"):
+            lines = "".join(cell["source"]).splitlines()  # without IPython's %magics and !commands
+            sources.append("\n".join(line for line in lines if not line.lstrip().startswith(("%", "!"))))
+    names = set()
+    for source in sources:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - FIRST_PARTY
+
+
+def test_everything_imported_is_pinned():
+    distributions = metadata.packages_distributions()
+    pinned = pins()
+    for module in sorted(imported_modules()):
+        assert module in distributions, f"{module} is imported but no installed package provides it"
+        names = {d.lower().replace("_", "-") for d in distributions[module]}
+        assert names & set(pinned), f"{module} (from {sorted(names)}) is imported but pinned in neither {REQUIREMENTS}"
+
+
+def test_the_course_runs_without_the_test_requirements():
+    """make lab and the Docker image install requirements.txt only: nothing they run may need more."""
+    course_only = {name for name, where in pins().items() if where == "requirements.txt"}
+    for tool in ("pytest", "nbval", "playwright", "matplotlib", "pillow", "ruff"):
+        assert tool not in course_only, f"{tool} belongs in requirements-test.txt"
+    for needed in ("celery", "jupyterlab", "psutil", "redis", "django"):
+        assert needed in course_only, f"{needed} must be in requirements.txt"
 
 
 def test_make_alone_lists_the_targets():
     out = subprocess.run(["make", "-s"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for target in ("lab", "test", "pictures", "notebooks"):
+    for target in ("lab", "test", "test-notebook", "lint", "pictures", "notebooks"):
         assert re.search(rf"make {target}\s+\S", out), out

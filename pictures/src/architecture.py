@@ -23,13 +23,14 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless and reproducible; must precede pyplot
 
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle  # noqa: E402
-from matplotlib.path import Path as MplPath  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib import font_manager
+from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
+from matplotlib.path import Path as MplPath
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-OUTPUT = Path(__file__).resolve().parents[1] / "celery_architecture.png"
+from launcher.paths import REPO_ROOT
+
+OUTPUT = REPO_ROOT / "pictures" / "celery_architecture.png"
 
 # Figure geometry: one data unit is 0.1 inch, so the axes span 120 x 65 units.
 FIG_W, FIG_H, DPI = 12.0, 6.5, 130
@@ -40,6 +41,7 @@ X_MAX, Y_MAX = FIG_W * 10, FIG_H * 10
 # --------------------------------------------------------------------------
 
 from fonts import CJK_FONT_FILES  # noqa: E402 - beside this file
+
 # Substrings of family names that indicate a font covering Chinese.
 CJK_FAMILY_HINTS = ("CJK", "Hei", "PingFang", "WenQuanYi", "Source Han")
 # Within a font collection, prefer the Simplified Chinese face.
@@ -228,18 +230,15 @@ def draw_broker(ax, box: Box) -> None:
 
 def arrow(ax, start, end, *, color=ARROW, dashed=False, path=None) -> None:
     """Draw a solid (or dashed) arrow from start to end, or along a path."""
-    kwargs = dict(
-        arrowstyle="-|>,head_length=0.7,head_width=0.35",
-        mutation_scale=14, color=color, linewidth=1.8, zorder=1,
-        shrinkA=0, shrinkB=0,
-    )
+    kwargs = {
+        "arrowstyle": "-|>,head_length=0.7,head_width=0.35",
+        "mutation_scale": 14, "color": color, "linewidth": 1.8, "zorder": 1,
+        "shrinkA": 0, "shrinkB": 0,
+    }
     if dashed:
         kwargs["linestyle"] = (0, (5, 3))
-    if path is not None:
-        patch = FancyArrowPatch(path=MplPath(path), **kwargs)
-    else:
-        patch = FancyArrowPatch(start, end, **kwargs)
-    ax.add_patch(patch)
+    ax.add_patch(FancyArrowPatch(path=MplPath(path), **kwargs) if path is not None
+                 else FancyArrowPatch(start, end, **kwargs))
 
 
 def badge(ax, x: float, y: float, number: int, *, radius: float = 1.5) -> None:
@@ -255,8 +254,7 @@ def label(ax, x: float, y: float, text: str, *, size: float = 10.5,
     """Draw an arrow label on a white background so lines never cross it."""
     ax.text(x, y, text, ha="center", va="center", fontsize=size, color=color,
             linespacing=1.35, zorder=5,
-            bbox=dict(boxstyle="round,pad=0.25", facecolor="white",
-                      edgecolor="none"))
+            bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "none"})
 
 
 # --------------------------------------------------------------------------

@@ -40,17 +40,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import launcher
+from launcher.paths import DJANGO_DIR
+from launcher.paths import REPO_ROOT as ROOT
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 PICTURES = ROOT / "pictures"
 sys.path.insert(0, str(HERE))  # terminal.py, beside this file
 
-import launcher  # noqa: E402
-from launcher.browser import chromium  # noqa: E402
+import terminal  # noqa: E402
+
 from launcher import sanitize  # noqa: E402
+from launcher.browser import chromium  # noqa: E402
 from launcher.django_procs import django_env, start_beat, start_django_server  # noqa: E402
 from launcher.flower import start_flower  # noqa: E402
-import terminal  # noqa: E402
 
 APP = "demo_tasks.tasks"
 VIEWPORT = {"width": 1280, "height": 800}
@@ -135,7 +138,7 @@ SANITIZE_JS = """(pairs) => {
 
 def machine_strings() -> list[tuple[str, str]]:
     pairs = [(sys.prefix, "VENV"), (str(ROOT), "."), (os.path.realpath("/tmp"), "TMPDIR")]
-    return pairs + [("@" + socket.gethostname(), "@HOST")]
+    return [*pairs, ("@" + socket.gethostname(), "@HOST")]
 
 
 def shoot(page, name: str, *, full_page: bool = False) -> None:
@@ -180,7 +183,6 @@ def screenshots(flower, ids: dict[str, str]) -> None:
 
 # --- django_demo: the report page and the admin ----------------------------------
 
-DJANGO_DIR = ROOT / "django_demo"
 #: Per step of the report task: slow enough to catch the bar part-way.
 REPORT_STEP_SECONDS = "0.6"
 #: The reports asked for through the form, in this order: (title, rows, fail on purpose).

@@ -13,7 +13,7 @@ the time, and the PNG carries no metadata.
 from __future__ import annotations
 
 import unicodedata
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -43,6 +43,7 @@ MONO_FONT_FILES = [
     "C:/Windows/Fonts/consola.ttf",
 ]
 from fonts import CJK_FONT_FILES  # noqa: E402 - beside this file
+
 NO_CJK_FONT = """\
 The text has Chinese characters but no font with Chinese glyphs was found.
   Debian/Ubuntu: sudo apt-get install fonts-noto-cjk
@@ -58,7 +59,7 @@ def _matplotlib_mono() -> list[str]:
     return [str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSansMono.ttf")]
 
 
-@lru_cache(maxsize=None)
+@cache
 def mono_font(size: int = FONT_SIZE) -> ImageFont.FreeTypeFont:
     for path in _matplotlib_mono() + MONO_FONT_FILES:
         if Path(path).is_file():
@@ -67,7 +68,7 @@ def mono_font(size: int = FONT_SIZE) -> ImageFont.FreeTypeFont:
                        "Install matplotlib (`make install`) or fonts-dejavu.")
 
 
-@lru_cache(maxsize=None)
+@cache
 def cjk_font(size: int = FONT_SIZE) -> ImageFont.FreeTypeFont:
     """A CJK font, preferring the Simplified Chinese face of a collection."""
     for path in CJK_FONT_FILES:
