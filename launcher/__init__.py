@@ -13,12 +13,12 @@ from .broker import DEFAULT_URL, Broker, BrokerError, check_broker, ensure_broke
 from .celery_procs import FAST_FLAGS, celery_command, start_worker
 from .django_procs import manage, start_beat, start_django_server
 from .flower import start_flower
-from .procs import PortInUse, Proc, ProcessError, running, stop_all, wait_for
+from .procs import PortInUse, Proc, ProcessError, running, stop_all, stop_together, wait_for
 from .sanitize import sanitize
 
 __all__ = [
     "DEFAULT_URL", "FAST_FLAGS", "Broker", "BrokerError", "PortInUse", "Proc", "ProcessError",
     "celery_command", "check_broker", "ensure_broker", "free_port", "manage", "ping", "running",
     "sanitize", "start_beat", "start_django_server", "start_embedded", "start_flower", "start_worker",
-    "stop_all", "wait_for",
+    "stop_all", "stop_together", "wait_for",
 ]

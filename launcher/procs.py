@@ -361,19 +361,24 @@ def running() -> list[Proc]:
     return list(_RUNNING)
 
 
+def stop_together(procs: Sequence[Proc], mode: str = "warm") -> None:
+    """Stop several processes side by side (a warm stop of a prefork worker
+    takes a second or two), then remove their log folders."""
+    if len(procs) > 1:
+        with ThreadPoolExecutor(max_workers=len(procs)) as pool:
+            list(pool.map(lambda proc: proc.stop(mode), procs))
+    for proc in procs:
+        proc.stop(mode)
+        proc.cleanup()
+
+
 def stop_all(verbose: bool = False) -> list[str]:
     """Stop everything started here (warm) and remove every log folder, also
     those of processes stopped earlier. Workers, servers and beat stop side by
-    side (a warm stop of a prefork worker takes a second or two); brokers stop
-    last, once nobody needs them."""
+    side; brokers stop last, once nobody needs them."""
     procs = list(reversed(_RUNNING))  # newest first
-    first = [p for p in procs if not p.stop_last]
-    for group in (first, [p for p in procs if p.stop_last]):
-        if len(group) > 1:
-            with ThreadPoolExecutor(max_workers=len(group)) as pool:
-                list(pool.map(Proc.stop, group))
-        for proc in group:
-            proc.cleanup()
+    stop_together([p for p in procs if not p.stop_last])
+    stop_together([p for p in procs if p.stop_last])
     for proc in _CREATED:
         proc.cleanup()
     _CREATED.clear()

@@ -30,5 +30,4 @@ def django_stack(tmp: Path, broker, *, step_seconds: str, worker_name: str = "w1
         yield {"worker": started[0], "server": started[1], "env": env, "tmp": tmp,
                "db": tmp / "db.sqlite3", "media": tmp / "media"}
     finally:
-        for proc in reversed(started):
-            proc.cleanup()
+        launcher.stop_together(started)

@@ -24,23 +24,23 @@ __all__ = ["DJANGO_DIR", "REPO_ROOT", "UNREACHABLE_BROKER", "configure_django", 
 UNREACHABLE_BROKER = "redis://127.0.0.1:9/0"
 
 
+def _set_environ(values: dict) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @contextmanager
 def patched_environ(values: dict):
     """Set (or, for None, unset) environment variables; restore them afterwards."""
     saved = {k: os.environ.get(k) for k in values}
     try:
-        for key, value in values.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _set_environ(values)
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _set_environ(saved)
 
 
 def configure_django() -> None:

@@ -27,8 +27,7 @@ def live_flower(module_broker):
                                    extra_args=["-E", "--without-gossip", "--without-mingle"])
     flower = start_flower(APP, broker=module_broker, name="flower-browser")
     yield flower
-    flower.cleanup()
-    worker.cleanup()
+    launcher.stop_together([flower, worker])
 
 
 @pytest.fixture

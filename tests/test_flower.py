@@ -111,8 +111,7 @@ def test_articles_order_ignores_broker(module_broker, events_worker):
         # It works, on the app's broker: it sees the worker.
         assert launcher.wait_for(lambda: "fl@" in "".join(workers(wrong).json()), 30)
     finally:
-        wrong.cleanup()
-        right.cleanup()
+        launcher.stop_together([wrong, right])
 
 
 def test_without_basic_auth_pages_are_open_but_the_api_is_not(module_broker, monkeypatch):

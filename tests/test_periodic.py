@@ -89,9 +89,7 @@ def test_beat_only_sends_and_the_worker_runs_the_ticks(demo_app, module_broker):
         gaps = [(b - a).total_seconds() for a, b in pairwise(times)]
         assert all(g >= 0.9 for g in gaps), gaps
     finally:
-        if worker is not None:
-            worker.cleanup()
-        beat.cleanup()
+        launcher.stop_together([p for p in (worker, beat) if p is not None])
         client.delete(TICKS_KEY, "celery")
         client.close()
     assert not beat.schedule_dir.exists()
@@ -145,5 +143,4 @@ def test_database_scheduler_runs_a_periodic_task_and_stops_when_it_is_disabled(t
         # Beat writes its counters back when it re-reads the changed schedule.
         assert (enabled, count) == (0, sent)
     finally:
-        for proc in reversed(started):
-            proc.cleanup()
+        launcher.stop_together(started)
