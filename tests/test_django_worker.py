@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import re
-import time
 import urllib.parse
 import urllib.request
 
@@ -61,16 +60,19 @@ class Browser:
             return urllib.parse.urlparse(response.geturl()).path
 
 
-def poll_until_finished(browser: Browser, status_path: str, timeout: float = 30) -> tuple[dict, list[int]]:
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = browser.json(status_path)
+def poll_until_finished(browser: Browser, status_path: str, timeout: float = 60) -> tuple[dict, list[int]]:
+    """Poll the status URL like the page does; return the final status and every progress seen."""
+    seen: list[int] = []
+    status: dict = {}
+
+    def finished() -> bool:
+        status.update(browser.json(status_path))
         seen.append(status["progress"])
-        if status["status"] in ("done", "failed"):
-            return status, seen
-        time.sleep(0.03)
-    pytest.fail(f"the report did not finish within {timeout} s; last status {status}")
+        return status["status"] in ("done", "failed")
+
+    assert launcher.wait_for(finished, timeout, interval=0.03), \
+        f"the report did not finish within {timeout} s; last status {status}"
+    return status, seen
 
 
 def test_report_goes_from_form_to_download_through_the_worker(stack):
