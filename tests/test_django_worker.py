@@ -131,3 +131,27 @@ def test_beat_starts_with_the_database_scheduler(stack, module_broker):
     finally:
         beat.cleanup()
     assert not beat.schedule_dir.exists()
+
+
+def test_report_exists_logs_what_the_worker_sees_before_it_stores_the_result(stack, module_broker):
+    """Chapter 05 waits for this log line inside a transaction, then commits."""
+    from celery import Celery
+
+    browser = Browser(stack["server"].url)
+    report_id = int(browser.submit_report("看得见的报表", rows=1).strip("/").split("/")[-1])
+    client = Celery("client", broker=module_broker.url, set_as_current=False)
+    sql = "SELECT status, result FROM django_celery_results_taskresult WHERE task_id = ?"
+
+    def stored(task_id: str) -> bool:
+        return (query(stack["db"], sql, task_id) or ("",))[0] == "SUCCESS"
+
+    try:
+        for pk, found in ((report_id, "True"), (10**6, "False")):
+            mark = stack["worker"].mark()
+            task_id = client.send_task("reports.tasks.report_exists", args=(pk,)).id
+            line = stack["worker"].wait_for_log(f"report {pk} visible to the worker:", 30, since=mark)
+            assert line.endswith(f"report {pk} visible to the worker: {found}") and task_id in line
+            assert launcher.wait_for(lambda: stored(task_id), 30)  # noqa: B023 - used at once, in this iteration
+            assert query(stack["db"], sql, task_id)[1] == found.lower()  # the JSON result
+    finally:
+        client.close()

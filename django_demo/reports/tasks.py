@@ -7,10 +7,14 @@ import time
 from pathlib import Path
 
 from celery import shared_task
+from celery.utils.log import get_task_logger
 from django.conf import settings
 from django.utils import timezone
 
 from .models import Report
+
+# Lines logged through it name the task and its id (Celery's task log format).
+logger = get_task_logger(__name__)
 
 
 class ReportError(Exception):
@@ -76,4 +80,7 @@ def report_exists(report_id: int) -> bool:
     task sent inside a transaction can run before the row is committed.
     (track_started=False: recording STARTED is a write, and on SQLite a write
     waits for the sender's transaction -- which would hide the race.)"""
-    return Report.objects.filter(pk=report_id).exists()
+    found = Report.objects.filter(pk=report_id).exists()
+    # Logged before the result is stored: chapter 05 waits for this line, then commits.
+    logger.info("report %s visible to the worker: %s", report_id, found)
+    return found
