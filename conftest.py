@@ -22,18 +22,32 @@ for _name in ("REDIS_URL", "DATABASE_URL", "MEDIA_ROOT", "DJANGO_SETTINGS_MODULE
 _notebook: dict = {}
 
 
+def _is_notebook(collector) -> bool:
+    return type(collector).__name__ == "IPyNbFile"
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     """Before a notebook's kernel starts (its first cell), give it its own broker
     and database. The kernel inherits them through the environment (REDIS_URL,
     DATABASE_URL, MEDIA_ROOT), as it does under `make lab`."""
     notebook = item.parent
-    if type(notebook).__name__ != "IPyNbFile" or _notebook.get("file") is notebook:
+    if not _is_notebook(notebook) or _notebook.get("file") is notebook:
         return
     _leave_notebook()
     context = notebook_environment()
     context.__enter__()
     _notebook.update(file=notebook, context=context)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After a notebook's last cell (and its kernel's shutdown), stop its broker and
+    restore the environment at once: under pytest-xdist the same process goes on
+    with other test files, which must not see the notebook's REDIS_URL."""
+    yield
+    if _is_notebook(item.parent) and (nextitem is None or nextitem.parent is not item.parent):
+        _leave_notebook()
 
 
 def _leave_notebook():
