@@ -17,6 +17,14 @@ for _name in ("REDIS_URL", "DATABASE_URL", "MEDIA_ROOT", "DJANGO_SETTINGS_MODULE
     os.environ.pop(_name, None)
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: two test processes per core. The tests spend most of their time
+    waiting for real workers, servers and kernels, so one per core leaves the
+    cores idle (measured on 2 cores: 4 processes finish the suite in about 70 %
+    of the time 2 take)."""
+    return max(2, min(2 * (os.cpu_count() or 1), 8))
+
+
 # --- nbval: a fresh broker and database per notebook ---------------------------
 
 _notebook: dict = {}

@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .broker import BrokerError, ensure_broker
 from .django_procs import manage
@@ -69,10 +70,13 @@ def main() -> int:
     try:
         try:
             line = lab.wait_for_log("/lab?token=", 120, since=0, advice="Is its port free (LAB_PORT)?")
+            url = line[line.index("http://"):].strip()
+            # Jupyter prints its URL before it binds the port (and moves to another
+            # port if that one is taken): ready means this process listens there.
+            lab.wait_until_listening(urlsplit(url).port, 60)
         except ProcessError as exc:
             print(f"make lab: JupyterLab did not start: {exc}", file=sys.stderr)
             return 1
-        url = line[line.index("http://"):].strip()
         print(f"JupyterLab: {url}")
         print("In a second terminal (with .venv activated): celery -A demo_tasks.tasks worker --loglevel=info")
         print("Press Ctrl-C to stop JupyterLab and the broker.")

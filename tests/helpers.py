@@ -9,16 +9,19 @@ those, as the notebooks do.
 from __future__ import annotations
 
 import os
+import sys
+import textwrap
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 
 import pytest
 
+import launcher
 from launcher.paths import DJANGO_DIR, REPO_ROOT
 
 __all__ = ["DJANGO_DIR", "REPO_ROOT", "UNREACHABLE_BROKER", "configure_django", "patched_environ",
-           "returns_within"]
+           "returns_within", "script"]
 
 #: A port where nothing listens (discard): messages can never reach a learner's 6379.
 UNREACHABLE_BROKER = "redis://127.0.0.1:9/0"
@@ -81,3 +84,8 @@ def returns_within(seconds: float, call: Callable, what: str):
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+def script(code: str, name: str = "script") -> launcher.Proc:
+    """A small Python program as a background process (its output goes to its log)."""
+    return launcher.Proc(name, [sys.executable, "-u", "-c", textwrap.dedent(code)])

@@ -1,10 +1,10 @@
-"""The process helper: real servers and workers, started, found ready and stopped."""
+"""The process helper: workers started and found ready, logs read incrementally,
+readiness that proves a port is ours, and nothing left behind."""
 
 from __future__ import annotations
 
 import http.server
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -15,135 +15,14 @@ import threading
 import pytest
 
 import launcher
-from launcher.broker import BrokerError, ensure_broker, problem
+from launcher.broker import BrokerError
 from launcher.django_procs import django_env
 from launcher.procs import group_alive
-from tests.helpers import DJANGO_DIR, returns_within
+from tests.helpers import DJANGO_DIR, returns_within, script
 
 
 def workers_running():
     return [p for p in launcher.running() if p.name.startswith("worker")]
-
-
-def script(code: str, name: str = "script") -> launcher.Proc:
-    """A small Python program as a background process (its output goes to its log)."""
-    return launcher.Proc(name, [sys.executable, "-u", "-c", textwrap.dedent(code)])
-
-
-# --- brokers --------------------------------------------------------------------------
-
-def test_embedded_broker_answers_and_stops():
-    b = launcher.start_embedded()
-    assert b.source == "embedded" and b.port != 6379
-    assert b.ping() is True
-    pgid = b.proc.pid
-    b.stop()
-    assert not group_alive(pgid)
-    assert b.ping() is False
-
-
-def test_embedded_broker_writes_nothing_into_the_cwd(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    b = launcher.start_embedded()
-    b.stop()
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_ensure_broker_reuses_a_running_server(broker, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    reused = ensure_broker(port=broker.port)
-    assert reused.source == "reused" and reused.proc is None
-    assert reused.ping()
-    reused.stop()  # stopping a reused broker must not stop the real one
-    assert broker.ping()
-
-
-def test_ensure_broker_starts_the_embedded_server_on_a_free_port(monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    port = launcher.free_port()
-    b = ensure_broker(port=port)
-    try:
-        assert b.source == "embedded" and b.port == port and b.ping()
-    finally:
-        b.stop()
-
-
-def test_ensure_broker_refuses_a_port_taken_by_something_else(monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        port = s.getsockname()[1]
-        with pytest.raises(BrokerError, match=rf"Port {port} .* taken .*REDIS_URL"):
-            returns_within(30, lambda: ensure_broker(port=port), "ensure_broker() on a taken port")
-
-
-def test_redis_url_pointing_nowhere_fails_fast_with_advice(monkeypatch):
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{launcher.free_port()}/0")
-    with pytest.raises(BrokerError, match=r"No Redis answers at .*REDIS_URL"):
-        returns_within(30, ensure_broker, "ensure_broker() with REDIS_URL pointing nowhere")
-
-
-def test_the_embedded_server_never_reports_another_servers_port_as_its_own(broker):
-    """Another Redis already answers PING on the port: the new Valkey must not
-    be reported ready because *something* answers there."""
-    with pytest.raises(BrokerError, match=rf"port {broker.port} of 127.0.0.1: another program has it"):
-        launcher.start_embedded(port=broker.port)
-    assert broker.ping()
-
-
-# --- redis-py for every broker conversation: passwords, ACL users, TLS ---------------------
-
-PASSWORD = "p@ss:w/rd"   # needs URL-encoding: %40 %3A %2F
-
-
-@pytest.fixture(scope="module")
-def locked_broker():
-    """A Valkey with a password, and an ACL user with only what Celery needs."""
-    b = launcher.start_embedded(password=PASSWORD)
-    with b.client() as conn:
-        conn.execute_command("ACL", "SETUSER", "celery", "on", ">s3cr/et", "~*", "&*",
-                             "+@all", "-@admin", "-@dangerous")
-    yield b
-    b.stop()
-
-
-def test_urls_with_url_encoded_passwords_and_acl_users_work(locked_broker):
-    assert "%40" in locked_broker.url and locked_broker.ping()
-    acl_user = f"redis://celery:s3cr%2Fet@127.0.0.1:{locked_broker.port}/0"
-    assert launcher.ping(acl_user)
-    with launcher.broker.client(acl_user, decode_responses=True) as conn:
-        assert conn.acl_whoami() == "celery"
-
-
-@pytest.mark.parametrize("url, message", [
-    ("redis://127.0.0.1:{port}/0", "needs a password: put it in the URL"),
-    ("redis://:wrong@127.0.0.1:{port}/0", "refused the user name or password in the URL"),
-    ("redis://celery:wrong@127.0.0.1:{port}/0", "refused the user name or password in the URL"),
-    ("rediss://:pw@127.0.0.1:{port}/0", "TLS handshake with .* failed"),
-], ids=["no-password", "wrong-password", "wrong-acl-password", "tls-to-a-plain-port"])
-def test_broker_problems_are_one_line_that_says_what_is_wrong(locked_broker, url, message):
-    url = url.format(port=locked_broker.port)
-    why = returns_within(30, lambda: problem(url), f"PING {url}")
-    assert why is not None and "\n" not in why
-    assert re.search(message, why), why
-    assert "wrong" not in why and PASSWORD not in why, "a password must never be printed"
-    with pytest.raises(BrokerError, match=message):
-        launcher.check_broker(url, timeout=1)
-
-
-def test_a_worker_and_a_client_use_the_acl_user(locked_broker, tmp_path):
-    from celery import Celery
-
-    url = f"redis://celery:s3cr%2Fet@127.0.0.1:{locked_broker.port}/0"
-    worker = launcher.start_worker("demo_tasks.tasks", broker=url, fast=True, name="acl")
-    client = Celery("acl-client", broker=url, backend=url, set_as_current=False)
-    try:
-        assert client.send_task("demo_tasks.tasks.add", args=(20, 22)).get(timeout=30) == 42
-        assert PASSWORD not in worker.log() and "s3cr" not in worker.log()
-    finally:
-        client.close()
-        worker.cleanup()
 
 
 # --- workers ---------------------------------------------------------------------------
@@ -183,87 +62,6 @@ def test_tail_is_sanitized(broker):
         worker.cleanup()
     assert f"@{socket.gethostname()}" not in text
     assert f":{broker.port}" not in text and "127.0.0.1:PORT" in text
-
-
-# --- stops: warm, cold, kill, with a task running ---------------------------------------
-
-@pytest.fixture
-def busy_worker(demo_app, broker):
-    """A worker that is running slow_add(1, 1, seconds=3) right now: (worker, result)."""
-    name = f"busy{os.getpid()}"
-    worker = launcher.start_worker("demo_tasks.tasks", broker=broker, fast=True, name=name)
-    result = demo_app.slow_add.delay(1, 1, seconds=3)
-    inspect = demo_app.app.control.inspect(destination=[f"{name}@{socket.gethostname()}"], timeout=1)
-
-    def running_it() -> bool:
-        active = inspect.active() or {}
-        return any(task["id"] == result.id for tasks in active.values() for task in tasks)
-
-    assert launcher.wait_for(running_it, 30, interval=0.05), worker.tail(20)
-    yield worker, result
-    worker.cleanup()
-
-
-def queued(broker) -> int:
-    with broker.client() as conn:
-        return conn.llen("celery")
-
-
-def test_warm_stop_lets_the_running_task_finish_and_store_its_result(busy_worker):
-    worker, result = busy_worker
-    pgid = worker.pid
-    worker.stop()  # warm is the default
-    assert worker.stopped_by == "SIGTERM", worker.tail(20)
-    assert "worker: Warm shutdown (MainProcess)" in worker.log()
-    assert not group_alive(pgid)
-    # The worker finished the task before it exited: its result is already stored.
-    assert result.state == "SUCCESS" and result.get(timeout=1) == 2
-
-
-def test_cold_stop_loses_the_running_task(busy_worker, broker):
-    worker, result = busy_worker
-    pgid = worker.pid
-    worker.stop("cold")
-    assert worker.stopped_by == "SIGQUIT", worker.tail(20)
-    assert "worker: Cold shutdown (MainProcess)" in worker.log()
-    assert not group_alive(pgid)
-    # Celery cancels the running task and records RETRY ("cancelled by Celery")...
-    assert result.state == "RETRY"
-    # ... but nothing will ever retry it: the message was acknowledged when the
-    # task started (Celery's default, early ack), so it is not back in the queue
-    # and not waiting to be redelivered. The task is lost.
-    assert queued(broker) == 0
-    with broker.client() as conn:
-        assert conn.hlen("unacked") == 0
-
-
-def test_kill_ends_the_whole_group_at_once(busy_worker, broker):
-    worker, result = busy_worker
-    pgid = worker.pid
-    worker.stop("kill")
-    assert worker.stopped_by == "SIGKILL"
-    assert "Warm shutdown" not in worker.log() and "Cold shutdown" not in worker.log()
-    assert not group_alive(pgid)
-    assert result.state == "PENDING"
-
-
-def test_a_warm_stop_that_takes_too_long_escalates_to_cold(busy_worker):
-    worker, result = busy_worker
-    worker.stop(timeout=0.5)  # the task needs about 3 s more
-    assert worker.stopped_by == "SIGQUIT"
-    log = worker.log()
-    assert log.index("Warm shutdown") < log.index("Cold shutdown")
-    assert result.state == "RETRY"  # cancelled by the cold shutdown, as above
-
-
-def test_stop_refuses_an_unknown_mode(broker):
-    proc = script("import time; time.sleep(60)")
-    try:
-        with pytest.raises(ValueError, match="mode must be one of"):
-            proc.stop("gentle")
-    finally:
-        proc.stop()
-    assert proc.stopped_by == "SIGTERM"
 
 
 # --- logs read incrementally -----------------------------------------------------------
