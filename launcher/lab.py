@@ -1,5 +1,9 @@
 """`make lab`: make sure a broker is up, migrate the Django project's database,
-then serve JupyterLab on notebooks/.
+then serve JupyterLab on the repository, opened at chapter 01.
+
+The server's root is the repository (not notebooks/), so that the notebooks'
+pictures (``../pictures/*.png``, the same relative links GitHub resolves) load,
+and a learner can open ``demo_tasks/tasks.py`` beside the chapters.
 
 Ctrl-C or SIGTERM stops JupyterLab (which shuts its kernels down, and each
 kernel stops the workers it started) and then the broker, if we started it.
@@ -16,7 +20,7 @@ from urllib.parse import urlsplit
 
 from .broker import BrokerError, ensure_broker
 from .django_procs import manage
-from .paths import NOTEBOOKS_DIR
+from .paths import NOTEBOOKS_DIR, REPO_ROOT
 from .procs import Proc, ProcessError, stop_all
 
 
@@ -56,10 +60,11 @@ def main() -> int:
 
     port = os.environ.get("LAB_PORT", "8888")
     argv = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}", f"--ServerApp.root_dir={NOTEBOOKS_DIR}"]
+            f"--ServerApp.port={port}", f"--ServerApp.root_dir={REPO_ROOT}",
+            "--ServerApp.default_url=/lab/tree/notebooks"]
     if os.geteuid() == 0:  # containers and CI machines often run as root
         argv.append("--allow-root")
-    lab = Proc("jupyterlab", argv, cwd=NOTEBOOKS_DIR)
+    lab = Proc("jupyterlab", argv, cwd=REPO_ROOT)
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -77,6 +82,9 @@ def main() -> int:
         except ProcessError as exc:
             print(f"make lab: JupyterLab did not start: {exc}", file=sys.stderr)
             return 1
+        # Open the course at its first chapter.
+        first = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))[0].name
+        url = url.replace("/lab?token=", f"/lab/tree/notebooks/{first}?token=")
         print(f"JupyterLab: {url}")
         print("In a second terminal (with .venv activated): celery -A demo_tasks.tasks worker --loglevel=info")
         print("Press Ctrl-C to stop JupyterLab and the broker.")

@@ -9,19 +9,23 @@ those, as the notebooks do.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import textwrap
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 import launcher
 from launcher.paths import DJANGO_DIR, REPO_ROOT
 
-__all__ = ["DJANGO_DIR", "REPO_ROOT", "UNREACHABLE_BROKER", "configure_django", "patched_environ",
-           "returns_within", "script"]
+__all__ = ["DJANGO_DIR", "REPO_ROOT", "UNREACHABLE_BROKER", "LabSession", "configure_django",
+           "patched_environ", "returns_within", "script", "start_lab"]
 
 #: A port where nothing listens (discard): messages can never reach a learner's 6379.
 UNREACHABLE_BROKER = "redis://127.0.0.1:9/0"
@@ -89,3 +93,60 @@ def returns_within(seconds: float, call: Callable, what: str):
 def script(code: str, name: str = "script") -> launcher.Proc:
     """A small Python program as a background process (its output goes to its log)."""
     return launcher.Proc(name, [sys.executable, "-u", "-c", textwrap.dedent(code)])
+
+
+@dataclass
+class LabSession:
+    """A running `make lab` program (launcher.lab), on free ports, in its own folder."""
+
+    process: subprocess.Popen
+    folder: Path
+    url: str            # the URL it printed (chapter 01, with the token)
+    broker_url: str
+
+    @property
+    def base(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def token(self) -> str:
+        return urlsplit(self.url).query.split("token=", 1)[1]
+
+    def output(self) -> str:
+        return (self.folder / "lab.log").read_text()
+
+    def stop(self) -> int:
+        """What Ctrl-C does; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(2)  # SIGINT
+            try:
+                return self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait(10)
+
+
+def start_lab(folder: Path, timeout: float = 120) -> LabSession:
+    """Start `python -m launcher.lab` (what `make lab` runs) on free ports, with its
+    database, temporary files and JupyterLab settings inside ``folder``, and wait
+    until it prints its URL (it prints it once JupyterLab listens)."""
+    broker_port = launcher.free_port()
+    (folder / "tmp").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, LAB_PORT=str(launcher.free_port()), LAB_BROKER_PORT=str(broker_port),
+               DATABASE_URL=f"sqlite:///{folder / 'db.sqlite3'}", TMPDIR=str(folder / "tmp"),
+               JUPYTERLAB_SETTINGS_DIR=str(folder / "lab-settings"),
+               JUPYTER_RUNTIME_DIR=str(folder / "jupyter-runtime"))
+    env.pop("REDIS_URL", None)
+    with open(folder / "lab.log", "w") as log:  # the child writes to its own copy of the file
+        process = subprocess.Popen([sys.executable, "-m", "launcher.lab"], stdout=log, stderr=subprocess.STDOUT,
+                                   env=env, text=True)
+
+    def printed() -> bool:
+        return "JupyterLab: http" in (folder / "lab.log").read_text() or process.poll() is not None
+
+    if not launcher.wait_for(printed, timeout) or process.poll() is not None:
+        process.kill()
+        pytest.fail(f"make lab did not print its URL within {timeout:g} s:\n{(folder / 'lab.log').read_text()}")
+    line = next(x for x in (folder / "lab.log").read_text().splitlines() if x.startswith("JupyterLab: "))
+    return LabSession(process, folder, line.split(" ", 1)[1], f"redis://127.0.0.1:{broker_port}/0")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import urllib.request
 
 import launcher
+from tests.helpers import start_lab
 
 
 def descendants(pid: int) -> set[int]:
@@ -34,37 +33,29 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_lab_serves_the_notebooks_and_stops_everything_on_ctrl_c(tmp_path):
-    env = dict(os.environ, LAB_PORT=str(launcher.free_port()),
-               LAB_BROKER_PORT=str(launcher.free_port()),
-               DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    env.pop("REDIS_URL", None)
-    with open(tmp_path / "lab.log", "w") as log:  # the child writes to its own copy of the file
-        lab = subprocess.Popen([sys.executable, "-m", "launcher.lab"], stdout=log, stderr=subprocess.STDOUT,
-                               env=env, text=True)
+def test_lab_serves_the_course_and_stops_everything_on_ctrl_c(tmp_path):
+    lab = start_lab(tmp_path)
     try:
-        assert launcher.wait_for(lambda: "JupyterLab: http" in (tmp_path / "lab.log").read_text()
-                                 or lab.poll() is not None, 60), "JupyterLab did not start in 60 s"
-        output = (tmp_path / "lab.log").read_text()
+        output = lab.output()
         assert "embedded Valkey started by the course" in output, output
         assert "Django: database migrated" in output, output
         assert (tmp_path / "db.sqlite3").is_file()
-        url = next(line for line in output.splitlines() if line.startswith("JupyterLab: ")).split(" ", 1)[1]
-        base, token = url.split("/lab?token=")
-        listing = json.load(urllib.request.urlopen(f"{base}/api/contents?token={token}", timeout=10))
-        names = {item["name"] for item in listing["content"]}
-        assert {"01_what_is_celery.ipynb", "03_first_task.ipynb"} <= names
-        broker_url = f"redis://127.0.0.1:{env['LAB_BROKER_PORT']}/0"
-        assert launcher.ping(broker_url)
-        children = descendants(lab.pid)
+        # It opens at chapter 01; its root is the repository, so ../pictures/ resolves.
+        assert "/lab/tree/notebooks/01_what_is_celery.ipynb?token=" in lab.url
+        listing = json.load(urllib.request.urlopen(f"{lab.base}/api/contents/notebooks?token={lab.token}",
+                                                   timeout=10))
+        assert {"01_what_is_celery.ipynb", "03_first_task.ipynb"} <= {item["name"] for item in listing["content"]}
+        picture = urllib.request.urlopen(f"{lab.base}/files/pictures/celery_architecture.png?token={lab.token}",
+                                         timeout=10)
+        assert picture.status == 200 and picture.headers["Content-Type"] == "image/png"
+        assert launcher.ping(lab.broker_url)
+        children = descendants(lab.process.pid)
         assert children, "lab started no processes?"
 
-        lab.send_signal(signal.SIGINT)  # what Ctrl-C does
-        assert lab.wait(30) == 0
-        assert "Stopped." in (tmp_path / "lab.log").read_text()
+        assert lab.stop() == 0  # Ctrl-C
+        assert "Stopped." in lab.output()
         assert launcher.wait_for(lambda: not any(alive(p) for p in children), 10), \
             f"left running: {[p for p in children if alive(p)]}"
-        assert not launcher.ping(broker_url)
+        assert not launcher.ping(lab.broker_url)
     finally:
-        if lab.poll() is None:
-            lab.kill()
+        lab.process.kill()

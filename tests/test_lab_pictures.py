@@ -1,0 +1,77 @@
+"""Every picture a chapter shows loads in JupyterLab, as `make lab` serves it:
+a real JupyterLab (launcher.lab on free ports) in a real Chromium (Playwright).
+
+Never skipped: without a Chromium, launcher.browser raises BrowserNotFound and
+says how to get one."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+
+import nbformat
+import pytest
+
+from launcher.browser import chromium
+from tests.helpers import REPO_ROOT, start_lab
+from tests.test_pictures import HTML_IMAGE, MARKDOWN_IMAGE
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+TIMEOUT_MS = 60_000
+SHOWN_NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+
+
+def image_links(path) -> list[str]:
+    """The local image links in a notebook's markdown cells."""
+    nb = nbformat.read(path, as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    return [link for link in MARKDOWN_IMAGE.findall(text) + HTML_IMAGE.findall(text)
+            if not re.match(r"^[a-z]+:", link)]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    session = start_lab(tmp_path_factory.mktemp("lab"))
+    # JupyterLab renders only the cells in view ("windowing"): turn that off, through
+    # its settings API, so that every cell's pictures are in the page.
+    request = urllib.request.Request(
+        f"{session.base}/lab/api/settings/@jupyterlab/notebook-extension:tracker",
+        data=json.dumps({"raw": json.dumps({"windowingMode": "none"})}).encode(), method="PUT",
+        headers={"Authorization": f"token {session.token}", "Content-Type": "application/json"})
+    assert urllib.request.urlopen(request, timeout=30).status in (200, 204)
+    yield session
+    assert session.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as b:
+        yield b
+
+
+def test_the_course_shows_pictures():
+    assert sum(len(image_links(path)) for path in NOTEBOOKS) >= 10
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if image_links(p)], ids=lambda p: p.name)
+def test_every_picture_of_a_chapter_loads_in_jupyterlab(lab, browser, path):
+    expected = len(image_links(path))
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        page.goto(f"{lab.base}/lab/tree/notebooks/{path.name}?token={lab.token}")
+        # The notebook's own tab (JupyterLab keeps earlier tabs open, hidden).
+        images = f"{SHOWN_NOTEBOOK} .jp-RenderedMarkdown img"
+        page.wait_for_selector(f"{SHOWN_NOTEBOOK} .jp-RenderedMarkdown", state="attached")
+        loaded = """([selector, n]) => {
+            const images = [...document.querySelectorAll(selector)];
+            return images.length >= n && images.every(i => i.complete);
+        }"""
+        page.wait_for_function(loaded, arg=[images, expected])
+        widths = page.eval_on_selector_all(images, "images => images.map(i => i.naturalWidth)")
+        assert len(widths) == expected, f"{path.name}: {len(widths)} images in the page, {expected} in the notebook"
+        assert all(w > 0 for w in widths), f"{path.name}: pictures that did not load: {widths}"
+    finally:
+        context.close()
