@@ -25,7 +25,21 @@ def pytest_xdist_auto_num_workers(config):
     return max(2, min(2 * (os.cpu_count() or 1), 8))
 
 
-# --- nbval: a fresh broker and database per notebook ---------------------------
+#: Files that take longest start first, so that pytest-xdist's workers end together
+#: (with --dist loadfile, files are handed out in the order they were collected).
+LONGEST_FIRST = ("test_learner_mode.py", "04_flower.ipynb", "06_periodic_tasks.ipynb",
+                 "05_django_integration.ipynb", "test_lab_pictures.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: a file's tests (a notebook's cells) keep their order
+
+
+# --- nbval: a broker per notebook, as make lab gives each kernel -----------------
 
 _notebook: dict = {}
 

@@ -11,14 +11,16 @@ notebooks, tests and ``make lab``. Small on purpose: no Celery logic here.
 
 from .broker import DEFAULT_URL, Broker, BrokerError, check_broker, ensure_broker, free_port, ping, start_embedded
 from .celery_procs import FAST_FLAGS, celery_command, start_worker
+from .chapter import Chapter, prepare_chapter
 from .django_procs import manage, start_beat, start_django_server
 from .flower import start_flower
-from .procs import PortInUse, Proc, ProcessError, running, stop_all, stop_together, wait_for
+from .procs import PortInUse, Proc, ProcessError, on_stop, running, stop_all, stop_together, wait_for
 from .sanitize import sanitize
 
 __all__ = [
-    "DEFAULT_URL", "FAST_FLAGS", "Broker", "BrokerError", "PortInUse", "Proc", "ProcessError",
-    "celery_command", "check_broker", "ensure_broker", "free_port", "manage", "ping", "running",
+    "DEFAULT_URL", "FAST_FLAGS", "Broker", "BrokerError", "Chapter", "PortInUse", "Proc", "ProcessError",
+    "celery_command", "check_broker", "ensure_broker", "free_port", "manage", "on_stop", "ping",
+    "prepare_chapter", "running",
     "sanitize", "start_beat", "start_django_server", "start_embedded", "start_flower", "start_worker",
     "stop_all", "stop_together", "wait_for",
 ]

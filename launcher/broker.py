@@ -124,8 +124,8 @@ def check_broker(url: str, timeout: float = 3.0, *, advice: str = "") -> None:
     """Raise BrokerError, with what to do, unless the broker at ``url`` answers."""
     why = problem(url, timeout)
     if why is not None:
-        advice = advice or ("Start it first (`make lab` starts one; `launcher.ensure_broker()` in a "
-                            "notebook), or set REDIS_URL to a running Redis.")
+        advice = advice or ("Start it first (`make lab` starts one; so does a chapter's preparation, "
+                            "`launcher.prepare_chapter(NN)`), or set REDIS_URL to a running Redis.")
         raise BrokerError(f"{why} {advice}")
 
 

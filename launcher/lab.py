@@ -12,8 +12,10 @@ kernel stops the workers it started) and then the broker, if we started it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,7 +23,7 @@ from urllib.parse import urlsplit
 from .broker import BrokerError, ensure_broker
 from .django_procs import manage
 from .paths import NOTEBOOKS_DIR, REPO_ROOT
-from .procs import Proc, ProcessError, stop_all
+from .procs import SESSION_VARIABLE, Proc, ProcessError, stop_all, sweep
 
 
 def prepare_django() -> bool:
@@ -38,6 +40,22 @@ def prepare_django() -> bool:
 
 
 def main() -> int:
+    # Everything this session starts (JupyterLab, its kernels, what they start)
+    # carries a marker and keeps its temporary files in a folder of the session's:
+    # at the end, whatever a crashed kernel left behind is found and stopped, and
+    # the folder removed.
+    session = os.environ.setdefault(SESSION_VARIABLE, f"lab-{os.getpid()}")
+    session_tmp = tempfile.mkdtemp(prefix="celery-course-lab-")
+    os.environ["TMPDIR"] = session_tmp
+    tempfile.tempdir = None  # re-read TMPDIR
+    try:
+        return _serve()
+    finally:
+        sweep(session)
+        shutil.rmtree(session_tmp, ignore_errors=True)
+
+
+def _serve() -> int:
     try:
         # LAB_BROKER_PORT exists for the tests, which never touch 6379.
         broker = ensure_broker(port=int(os.environ.get("LAB_BROKER_PORT", "6379")))

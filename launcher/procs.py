@@ -54,6 +54,8 @@ COLD_TIMEOUT = 5.0
 STOP_MODES = ("warm", "cold", "kill")
 
 _RUNNING: list[Proc] = []
+#: What stop_all() runs after stopping the processes (see on_stop()).
+_ON_STOP: list[Callable[[], None]] = []
 # Every process started here: their log folders are removed by stop_all() and
 # at exit (a stopped process keeps its log until then, so a notebook can show it).
 _CREATED: list[Proc] = []
@@ -325,6 +327,43 @@ class Proc:
         return f"<{type(self).__name__} {self.name} pid={self.pid} {state}>"
 
 
+#: Set by `make lab` and by the test harness for everything they start (kernels
+#: included): sweep() finds what a session left behind by it, even when the
+#: kernel that started a process was killed before it could stop it.
+SESSION_VARIABLE = "CELERY_COURSE_SESSION"
+
+
+def session_processes(session: str) -> list[psutil.Process]:
+    """The processes (but this one) whose environment carries ``CELERY_COURSE_SESSION=session``."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(SESSION_VARIABLE) == session:
+                found.append(proc)
+        except psutil.Error:  # gone, a zombie, or another user's
+            continue
+    return found
+
+
+def sweep(session: str, timeout: float = 10.0) -> list[int]:
+    """Stop every process of a session (session_processes()): SIGTERM, then SIGKILL.
+    Returns their pids."""
+    found = session_processes(session)
+    for proc in found:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(found, timeout=timeout)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return [p.pid for p in found]
+
+
 def group_alive(pgid: int) -> bool:
     """Is any process of this process group still there?"""
     try:
@@ -372,17 +411,26 @@ def stop_together(procs: Sequence[Proc], mode: str = "warm") -> None:
         proc.cleanup()
 
 
-def stop_all(verbose: bool = False) -> list[str]:
+def on_stop(callback: Callable[[], None]) -> None:
+    """Run ``callback`` at the next stop_all() (and so at exit): e.g. remove a scratch folder."""
+    _ON_STOP.append(callback)
+
+
+def stop_all(verbose: bool = False, *, brokers: bool = True) -> list[str]:
     """Stop everything started here (warm) and remove every log folder, also
     those of processes stopped earlier. Workers, servers and beat stop side by
-    side; brokers stop last, once nobody needs them."""
+    side; brokers stop last, once nobody needs them (``brokers=False`` keeps
+    them running: a chapter that prepares itself again keeps its broker)."""
     procs = list(reversed(_RUNNING))  # newest first
+    kept = [p for p in procs if p.stop_last and not brokers]
     stop_together([p for p in procs if not p.stop_last])
-    stop_together([p for p in procs if p.stop_last])
-    for proc in _CREATED:
+    stop_together([p for p in procs if p.stop_last and brokers])
+    for proc in [p for p in _CREATED if p not in kept]:
         proc.cleanup()
-    _CREATED.clear()
-    stopped = [p.name for p in procs]
+        _CREATED.remove(proc)
+    while _ON_STOP:
+        _ON_STOP.pop()()
+    stopped = [p.name for p in procs if p not in kept]
     if verbose:
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return stopped

@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import sys
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,7 +28,10 @@ def _rules() -> list[tuple[re.Pattern, str]]:
     rules.append((re.compile(rf"@{host}\b"), "@HOST"))  # node names: w1@HOST
     if len(host) >= 4:  # alone, only a name long enough not to match ordinary words
         rules.append((re.compile(rf"\b{host}\b"), "HOST"))
-    rules.append((re.compile(re.escape(os.path.realpath("/tmp")) + r"/[\w.-]+"), "TMPDIR"))
+    # A folder in the temporary directory: /tmp/NAME, and NAME in a session's own TMPDIR
+    # (make lab and the tests give each session one, under /tmp).
+    for tmp in dict.fromkeys((os.path.realpath(tempfile.gettempdir()), os.path.realpath("/tmp"))):
+        rules.append((re.compile(re.escape(tmp) + r"/[\w.-]+"), "TMPDIR"))
     for section in parser.sections():
         rules.append((re.compile(parser[section]["regex"]), parser[section]["replace"]))
     return rules

@@ -61,8 +61,9 @@ def test_every_picture_of_a_chapter_loads_in_jupyterlab(lab, browser, path):
     context.set_default_timeout(TIMEOUT_MS)
     try:
         page = context.new_page()
-        page.goto(f"{lab.base}/lab/tree/notebooks/{path.name}?token={lab.token}")
-        # The notebook's own tab (JupyterLab keeps earlier tabs open, hidden).
+        # A workspace of its own: only this notebook is open (JupyterLab would
+        # otherwise reopen the tabs of the earlier tests).
+        page.goto(f"{lab.base}/lab/workspaces/{path.stem}/tree/notebooks/{path.name}?token={lab.token}")
         images = f"{SHOWN_NOTEBOOK} .jp-RenderedMarkdown img"
         page.wait_for_selector(f"{SHOWN_NOTEBOOK} .jp-RenderedMarkdown", state="attached")
         loaded = """([selector, n]) => {

@@ -1,0 +1,79 @@
+"""The course as a learner runs it: the real `make lab` program, kernels created
+by its JupyterLab, every chapter's cells executed in order with the earlier
+chapters' kernels (and what they started) still alive -- two runs side by side,
+01-02-03-06 and 04-05; then the learner goes back and
+restarts chapters while a worker started "in a terminal" as the README says is
+running, and runs a chapter's cells a second time in the same kernel; then
+Ctrl-C. Outputs are compared with the committed ones through the same
+sanitizer nbval uses."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import launcher
+from tests.helpers import REPO_ROOT, start_lab
+from tests.learner import NotebookKernel
+from tests.test_lab import alive, descendants
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+#: Going back: chapters that start workers, Flower, beat or a Django server.
+GOING_BACK = ["05", "04", "03"]
+
+
+@pytest.mark.timeout(900)
+def test_every_chapter_in_make_lab_in_order_then_going_back_beside_a_terminal_worker(tmp_path):
+    lab = start_lab(tmp_path)
+    kernels: dict[str, NotebookKernel] = {}
+    problems = []
+    terminal = None
+    try:
+        # 1. Every chapter in order, in two runs side by side; earlier kernels stay
+        #    alive, with what they started.
+        def in_order(paths) -> list:
+            found = []
+            for path in paths:
+                kernels[path.name[:2]] = kernel = NotebookKernel(lab, path).start()
+                found += kernel.run_all()
+            return found
+
+        # Two ascending runs of about the same length (04 is the longest chapter).
+        side_by_side = ([p for p in NOTEBOOKS if p.name[:2] not in ("04", "05")],
+                        [p for p in NOTEBOOKS if p.name[:2] in ("04", "05")])
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for found in pool.map(in_order, side_by_side):
+                problems += found
+        assert not problems, "\n".join(map(str, problems))
+
+        # 2. The README's terminal worker (`celery -A demo_tasks.tasks worker`, on the
+        #    article's database 0 of the lab's broker), then Restart Kernel and Run All
+        #    of chapters the learner goes back to.
+        terminal = launcher.start_worker("demo_tasks.tasks", name="terminal", broker=lab.broker_url)
+        for number in GOING_BACK:
+            kernels[number].restart()
+            problems += kernels[number].run_all()
+        assert not problems, "\n".join(map(str, problems))
+        # No chapter's task reached the terminal's worker, and none of its own was lost.
+        assert " received" not in terminal.log() and "unregistered" not in terminal.log(), terminal.tail(20)
+
+        # 3. Run All a second time in the same kernel: the preparation replaces what ran
+        #    (chapter 05: its Django in the kernel moves to the new database too).
+        problems += kernels["05"].run_all()
+        assert not problems, "\n".join(map(str, problems))
+        sessions = json.load(urllib.request.urlopen(f"{lab.base}/api/sessions?token={lab.token}", timeout=30))
+        assert len(sessions) == len(NOTEBOOKS)
+    finally:
+        if terminal is not None:
+            terminal.cleanup()
+        for kernel in kernels.values():
+            kernel.close()
+        children = descendants(lab.process.pid)
+        assert lab.stop() == 0  # Ctrl-C
+        assert launcher.wait_for(lambda: not any(alive(p) for p in children), 30), \
+            f"left running after Ctrl-C: {[p for p in children if alive(p)]}"
+        leftovers = sorted(p.name for p in (tmp_path / "tmp").iterdir())
+        assert leftovers == [], f"left in the lab's temporary folder: {leftovers}"
