@@ -27,17 +27,17 @@ WORKDIR /app
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
-# The code, then the two editable installs exactly as `make install` does them.
-# compat mode writes a .pth file that puts /app/django_demo on sys.path, so
-# `django_demo` (the settings package) and `reports` import from anywhere and
-# the templates and migrations stay where they are. --no-deps: the
-# dependencies are all installed above, from the pins.
+# The code, then installed exactly as `make install` does: the course's
+# packages as an editable install (--no-deps: the dependencies are all
+# installed above, from the pins), and a .pth file that puts /app/django_demo
+# on sys.path, so `django_demo` (the settings package) and `reports` import
+# from anywhere and the templates and migrations stay where they are.
 COPY pyproject.toml ./
 COPY demo_tasks ./demo_tasks
 COPY launcher ./launcher
 COPY django_demo ./django_demo
 RUN pip install --no-deps -e . \
-    && pip install --no-deps -e ./django_demo --config-settings editable_mode=compat \
+    && python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'django_demo.pth').write_text('/app/django_demo\n')" \
     && python -c "import django_demo.celery, reports"
 
 # No collectstatic: the web service is Django's development server

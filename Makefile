@@ -20,14 +20,15 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(COURSE_STAMP): requirements.txt pyproject.toml django_demo/pyproject.toml
+$(COURSE_STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed (found %s). Run: make PYTHON=python3.11 ..." % sys.version.split()[0])'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
-	@# compat mode puts django_demo/ itself on sys.path (a .pth file), so the settings
-	@# package `django_demo` wins over the same-named folder in the repository root.
-	$(BIN)/python -m pip install --quiet -e ./django_demo --config-settings editable_mode=compat
+	@# The Django project: a .pth file puts django_demo/ itself on sys.path, so its settings
+	@# package `django_demo` and its apps import from anywhere, as if next to manage.py
+	@# (the regular package django_demo/django_demo wins over the same-named folder).
+	$(BIN)/python -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "django_demo.pth").write_text("$(CURDIR)/django_demo\n")'
 	@touch $(COURSE_STAMP)
 
 $(TEST_STAMP): $(COURSE_STAMP) requirements-test.txt
