@@ -103,6 +103,7 @@ class LabSession:
     folder: Path
     url: str            # the URL it printed (chapter 01, with the token)
     broker_url: str
+    session: str        # its CELERY_COURSE_SESSION marker, carried by everything it starts
 
     @property
     def base(self) -> str:
@@ -133,7 +134,9 @@ def start_lab(folder: Path, timeout: float = 120) -> LabSession:
     until it prints its URL (it prints it once JupyterLab listens)."""
     broker_port = launcher.free_port()
     (folder / "tmp").mkdir(parents=True, exist_ok=True)
+    session = f"test-lab-{folder.name}"
     env = dict(os.environ, LAB_PORT=str(launcher.free_port()), LAB_BROKER_PORT=str(broker_port),
+               CELERY_COURSE_SESSION=session,
                DATABASE_URL=f"sqlite:///{folder / 'db.sqlite3'}", TMPDIR=str(folder / "tmp"),
                JUPYTERLAB_SETTINGS_DIR=str(folder / "lab-settings"),
                JUPYTER_RUNTIME_DIR=str(folder / "jupyter-runtime"))
@@ -149,4 +152,4 @@ def start_lab(folder: Path, timeout: float = 120) -> LabSession:
         process.kill()
         pytest.fail(f"make lab did not print its URL within {timeout:g} s:\n{(folder / 'lab.log').read_text()}")
     line = next(x for x in (folder / "lab.log").read_text().splitlines() if x.startswith("JupyterLab: "))
-    return LabSession(process, folder, line.split(" ", 1)[1], f"redis://127.0.0.1:{broker_port}/0")
+    return LabSession(process, folder, line.split(" ", 1)[1], f"redis://127.0.0.1:{broker_port}/0", session)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -66,6 +67,8 @@ class NotebookKernel:
     path: Path
     kernel_id: str = ""
     client: BlockingKernelClient | None = field(default=None, repr=False)
+    #: Every address the last Run All printed (http://127.0.0.1:PORT...), as a learner would open them.
+    printed_urls: set[str] = field(default_factory=set)
 
     def start(self) -> NotebookKernel:
         relative = self.path.relative_to(REPO_ROOT).as_posix()
@@ -111,8 +114,12 @@ class NotebookKernel:
         """Run every code cell in order; compare with the committed outputs."""
         nb = nbformat.read(self.path, as_version=4)
         problems = []
+        self.printed_urls = set()
         for number, cell in enumerate((c for c in nb.cells if c.cell_type == "code"), 1):
             outputs = self.execute(cell.source)
+            for out in outputs:
+                text = out.get("text", "") + out.get("data", {}).get("text/plain", "")
+                self.printed_urls |= set(re.findall(r"http://127\.0\.0\.1:\d+[^\s'\"|]*", text))
             tagged = "raises-exception" in cell.metadata.get("tags", [])
             errors = [o for o in outputs if o["output_type"] == "error"]
             if errors and not tagged:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import launcher
+from launcher.procs import http_answers, session_processes
 from tests.helpers import REPO_ROOT, start_lab
 from tests.learner import NotebookKernel
 from tests.test_lab import alive, descendants
@@ -48,6 +49,11 @@ def test_every_chapter_in_make_lab_in_order_then_going_back_beside_a_terminal_wo
             for found in pool.map(in_order, side_by_side):
                 problems += found
         assert not problems, "\n".join(map(str, problems))
+        # The pages the chapters printed for the learner to open still answer after Run All.
+        printed = sorted(url for kernel in kernels.values() for url in kernel.printed_urls)
+        assert printed, "no chapter printed an address to open?"
+        dead = [url for url in printed if not http_answers(url, timeout=10)]
+        assert not dead, f"printed for the learner to open, but not answering: {dead}"
 
         # 2. The README's terminal worker (`celery -A demo_tasks.tasks worker`, on the
         #    article's database 0 of the lab's broker), then Restart Kernel and Run All
@@ -77,3 +83,5 @@ def test_every_chapter_in_make_lab_in_order_then_going_back_beside_a_terminal_wo
             f"left running after Ctrl-C: {[p for p in children if alive(p)]}"
         leftovers = sorted(p.name for p in (tmp_path / "tmp").iterdir())
         assert leftovers == [], f"left in the lab's temporary folder: {leftovers}"
+        survivors = session_processes(lab.session)
+        assert survivors == [], f"processes of the lab session alive after Ctrl-C: {survivors}"
