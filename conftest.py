@@ -7,6 +7,8 @@ embedded Valkey on a free loopback port, stopped when its user is done.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -15,6 +17,13 @@ from tests.notebook_env import notebook_environment
 # A learner's settings must not leak into the tests (they would share its queues or database).
 for _name in ("REDIS_URL", "DATABASE_URL", "MEDIA_ROOT", "DJANGO_SETTINGS_MODULE"):
     os.environ.pop(_name, None)
+
+# Everything a test run writes to the temporary directory goes into a folder of its
+# own (each pytest-xdist worker makes one inside the controller's), removed when the
+# run ends: also what a worker killed on purpose cannot clean up (billiard's pymp-*).
+_RUN_TMP = tempfile.mkdtemp(prefix="celery-course-tests-")
+os.environ["TMPDIR"] = _RUN_TMP
+tempfile.tempdir = None  # re-read TMPDIR
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -81,3 +90,7 @@ def _leave_notebook():
 
 def pytest_sessionfinish(session, exitstatus):
     _leave_notebook()
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_RUN_TMP, ignore_errors=True)
