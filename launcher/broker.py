@@ -186,8 +186,7 @@ def start_embedded(port: int | None = None, *, password: str | None = None,
     url = f"redis://{':' + quote(password, safe='') + '@' if password else ''}127.0.0.1:{port}/0"
     try:
         proc.wait_until_listening(port, timeout, answers=lambda: ping(url, 0.5))
-    except ProcessError as exc:
-        proc.stop()
+    except ProcessError as exc:  # the process is stopped already
         raise BrokerError(f"The embedded Valkey did not start on port {port}: {exc}") from None
     return Broker(url, "embedded", proc)
 

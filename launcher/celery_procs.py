@@ -50,12 +50,8 @@ def start_worker(app: str, *, name: str = "w1", broker=None, fast: bool = False,
     proc = Proc(f"worker-{name}", [sys.executable, "-m", "celery", *args],
                 env=celery_env(url, env), cwd=cwd or os.getcwd(),
                 display="celery " + " ".join(args))
-    try:
-        proc.wait_for_log(" ready.", timeout, since=0, fail_on=_CONNECT_ERRORS,
-                          advice=f"Is the broker running, and does `celery -A {app}` import?")
-    except BaseException:
-        proc.stop()
-        raise
+    proc.wait_for_log(" ready.", timeout, since=0, fail_on=_CONNECT_ERRORS, stop_on_failure=True,
+                      advice=f"Is the broker running, and does `celery -A {app}` import?")
     return proc
 
 

@@ -79,13 +79,9 @@ def start_django_server(project_dir: str | os.PathLike, *, port: int | None = No
                             env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
                             cwd=project_dir, display="python " + " ".join(args))
     proc.port, proc.url = port, f"http://{ADDRESS}:{port}"
-    try:
-        # Ours, not just anyone's: this process listens on the port, and answers HTTP there.
-        proc.wait_until_listening(port, timeout, answers=lambda: proc.answers(0.5),
-                                  advice="Does `python manage.py check` pass?")
-    except BaseException:
-        proc.stop()
-        raise
+    # Ours, not just anyone's: this process listens on the port, and answers HTTP there.
+    proc.wait_until_listening(port, timeout, answers=lambda: proc.answers(0.5),
+                              advice="Does `python manage.py check` pass?")
     return proc
 
 
@@ -122,10 +118,6 @@ def start_beat(app: str, *, broker=None, cwd: str | os.PathLike | None = None,
         shutil.rmtree(schedule_dir, ignore_errors=True)
         raise
     proc.schedule_dir = schedule_dir
-    try:
-        proc.wait_for_log("beat: Starting...", timeout, since=0,
-                          advice=f"Is the broker running, and does `celery -A {app}` import?")
-    except BaseException:
-        proc.stop()
-        raise
+    proc.wait_for_log("beat: Starting...", timeout, since=0, stop_on_failure=True,
+                      advice=f"Is the broker running, and does `celery -A {app}` import?")
     return proc

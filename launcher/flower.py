@@ -117,11 +117,7 @@ def start_flower(app: str, *, broker=None, port: int | None = None, auth: bool =
     proc.broker_url = url
     proc.article_order = article_order
 
-    try:
-        # Ours, not just anyone's: this process listens on the port, and answers HTTP there.
-        proc.wait_until_listening(port, timeout, answers=lambda: proc.answers(0.5),
-                                  advice=f"Does `celery -A {app}` import?")
-    except BaseException:
-        proc.stop()
-        raise
+    # Ours, not just anyone's: this process listens on the port, and answers HTTP there.
+    proc.wait_until_listening(port, timeout, answers=lambda: proc.answers(0.5),
+                              advice=f"Does `celery -A {app}` import?")
     return proc

@@ -25,6 +25,7 @@ import ctypes
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -194,10 +195,19 @@ class Proc:
                             f"Its log is {self.log_path}; the last lines:\n{self.tail(15)}")
 
     def wait_until(self, condition: Callable[[], bool], timeout: float, *, waiting_for: str,
-                   advice: str = "", interval: float = 0.02) -> None:
+                   advice: str = "", interval: float = 0.02, stop_on_failure: bool = False) -> None:
         """Poll ``condition`` until it is true. Raise ProcessError, naming what we
         waited for, if the process exits first or ``timeout`` seconds pass.
-        (``condition`` may raise ProcessError itself to fail at once.)"""
+        (``condition`` may raise ProcessError itself to fail at once.)
+        ``stop_on_failure``: a start-up wait; whatever ends it early stops the process."""
+        try:
+            self._wait_until(condition, timeout, waiting_for, advice, interval)
+        except BaseException:
+            if stop_on_failure:
+                self.stop()
+            raise
+
+    def _wait_until(self, condition, timeout, waiting_for, advice, interval) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             if not self.running():
@@ -210,7 +220,7 @@ class Proc:
             time.sleep(interval)
 
     def wait_for_log(self, needle: str, timeout: float, *, since: int | None = None,
-                     fail_on: Sequence[str] = (), advice: str = "") -> str:
+                     fail_on: Sequence[str] = (), advice: str = "", stop_on_failure: bool = False) -> str:
         """Wait until a line containing ``needle`` is logged after ``since`` (a
         ``mark()``; default: the log's end now, so an earlier line never counts)
         and return that line. Fail fast if the process exits or logs a line
@@ -228,7 +238,8 @@ class Proc:
                     raise self.failure(f"logged {bad!r} while we waited for {needle!r}", advice)
             return False
 
-        self.wait_until(logged, timeout, waiting_for=f"a log line with {needle!r}", advice=advice)
+        self.wait_until(logged, timeout, waiting_for=f"a log line with {needle!r}", advice=advice,
+                        stop_on_failure=stop_on_failure)
         return found[0]
 
     def listens_on(self, port: int) -> bool:
@@ -251,12 +262,14 @@ class Proc:
     def wait_until_listening(self, port: int, timeout: float, *, answers: Callable[[], bool] | None = None,
                              advice: str = "") -> None:
         """Wait until *this* process listens on ``port`` (and ``answers()``, if given).
-        Another program on that port is a PortInUse error that names it."""
+        Another program on that port is a PortInUse error that names it. Used to
+        start a server: a failed wait stops the process."""
         def ready() -> bool:
             return self.listens_on(port) and (answers is None or answers())
 
         try:
-            self.wait_until(ready, timeout, waiting_for=f"listen on port {port}", advice=advice)
+            self.wait_until(ready, timeout, waiting_for=f"listen on port {port}", advice=advice,
+                            stop_on_failure=True)
         except ProcessError:
             if port_taken(port) and not self.listens_on(port):
                 error = self.failure(
@@ -377,8 +390,6 @@ def group_alive(pgid: int) -> bool:
 
 def port_taken(port: int, host: str = "127.0.0.1") -> bool:
     """Does something accept TCP connections on ``host:port``?"""
-    import socket
-
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex((host, port)) == 0

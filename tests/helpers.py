@@ -8,7 +8,10 @@ those, as the notebooks do.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -24,11 +27,57 @@ import pytest
 import launcher
 from launcher.paths import DJANGO_DIR, REPO_ROOT
 
-__all__ = ["DJANGO_DIR", "REPO_ROOT", "UNREACHABLE_BROKER", "LabSession", "configure_django",
-           "patched_environ", "returns_within", "script", "start_lab"]
+__all__ = ["DJANGO_DIR", "NOTEBOOKS", "REPO_ROOT", "UNREACHABLE_BROKER", "LabSession", "alive",
+           "configure_django", "descendants", "documents", "image_links", "patched_environ",
+           "returns_within", "script", "start_lab"]
 
 #: A port where nothing listens (discard): messages can never reach a learner's 6379.
 UNREACHABLE_BROKER = "redis://127.0.0.1:9/0"
+#: The chapters, in order.
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+_MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_HTML_IMAGE = re.compile(r"<img\b[^>]*\bsrc\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
+
+
+def documents() -> list[tuple[Path, str]]:
+    """(file, markdown) for the README and every chapter's markdown cells: what a reader reads."""
+    docs = [(REPO_ROOT / "README.md", (REPO_ROOT / "README.md").read_text(encoding="utf-8"))]
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        docs.append((path, "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")))
+    return docs
+
+
+def image_links(markdown: str) -> list[str]:
+    """The local image links in a markdown text (not http:, data: or attachment: ones)."""
+    return [link for link in _MARKDOWN_IMAGE.findall(markdown) + _HTML_IMAGE.findall(markdown)
+            if not re.match(r"^[a-z]+:", link)]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` in the process tree."""
+    found, todo = set(), [pid]
+    while todo:
+        out = subprocess.run(["pgrep", "-P", str(todo.pop())], capture_output=True, text=True,
+                             check=False).stdout
+        for child in map(int, out.split()):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Is the process there (a zombie is not, for our purpose)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def _set_environ(values: dict) -> None:
@@ -120,7 +169,7 @@ class LabSession:
     def stop(self) -> int:
         """What Ctrl-C does; returns the exit code."""
         if self.process.poll() is None:
-            self.process.send_signal(2)  # SIGINT
+            self.process.send_signal(signal.SIGINT)
             try:
                 return self.process.wait(60)
             except subprocess.TimeoutExpired:

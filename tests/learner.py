@@ -44,19 +44,20 @@ def _api(lab: LabSession, method: str, path: str, body: dict | None = None) -> d
 
 def _comparable(outputs: list[dict]) -> list[tuple[str, str]]:
     """What nbval compares, sanitized: stream text per stream (merged), text/plain, errors."""
-    streams: dict[str, str] = {}
-    found: list[tuple[str, str]] = []
+    found: list[list[str]] = []  # [key, text]; a stream's pieces are merged at its first place
     for out in outputs:
         kind = out["output_type"]
         if kind == "stream":
-            if out["name"] not in streams:
-                found.append((out["name"], ""))
-            streams[out["name"]] = streams.get(out["name"], "") + out["text"]
+            earlier = next((item for item in found if item[0] == out["name"]), None)
+            if earlier is None:
+                found.append([out["name"], out["text"]])
+            else:
+                earlier[1] += out["text"]
         elif kind in ("execute_result", "display_data") and "text/plain" in out.get("data", {}):
-            found.append(("text/plain", out["data"]["text/plain"]))
+            found.append(["text/plain", out["data"]["text/plain"]])
         elif kind == "error":
-            found.append(("error", f"{out['ename']}: {out['evalue']}"))
-    return [(key, sanitize(streams.get(key, text) if key in streams else text)) for key, text in found]
+            found.append(["error", f"{out['ename']}: {out['evalue']}"])
+    return [(key, sanitize(text)) for key, text in found]
 
 
 @dataclass

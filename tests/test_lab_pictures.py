@@ -7,27 +7,17 @@ says how to get one."""
 from __future__ import annotations
 
 import json
-import re
 import urllib.request
 
-import nbformat
 import pytest
 
 from launcher.browser import chromium
-from tests.helpers import REPO_ROOT, start_lab
-from tests.test_pictures import HTML_IMAGE, MARKDOWN_IMAGE
+from tests.helpers import documents, image_links, start_lab
 
-NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+#: chapter file -> the pictures its markdown shows
+PICTURES = {doc: image_links(text) for doc, text in documents() if doc.suffix == ".ipynb"}
 TIMEOUT_MS = 60_000
 SHOWN_NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-
-
-def image_links(path) -> list[str]:
-    """The local image links in a notebook's markdown cells."""
-    nb = nbformat.read(path, as_version=4)
-    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    return [link for link in MARKDOWN_IMAGE.findall(text) + HTML_IMAGE.findall(text)
-            if not re.match(r"^[a-z]+:", link)]
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +41,12 @@ def browser():
 
 
 def test_the_course_shows_pictures():
-    assert sum(len(image_links(path)) for path in NOTEBOOKS) >= 10
+    assert sum(len(links) for links in PICTURES.values()) >= 10
 
 
-@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if image_links(p)], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [p for p, links in PICTURES.items() if links], ids=lambda p: p.name)
 def test_every_picture_of_a_chapter_loads_in_jupyterlab(lab, browser, path):
-    expected = len(image_links(path))
+    expected = len(PICTURES[path])
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     try:

@@ -17,11 +17,9 @@ import pytest
 
 import launcher
 from launcher.procs import http_answers, session_processes
-from tests.helpers import REPO_ROOT, start_lab
+from tests.helpers import NOTEBOOKS, alive, descendants, start_lab
 from tests.learner import NotebookKernel
-from tests.test_lab import alive, descendants
 
-NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 #: Going back: chapters that start workers, Flower, beat or a Django server.
 GOING_BACK = ["05", "04", "03"]
 

@@ -2,44 +2,24 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import nbformat
 import pytest
 from PIL import Image
 
 from tests.helpers import REPO_ROOT as ROOT
+from tests.helpers import documents, image_links
 
 PICTURES = ROOT / "pictures"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg"}
-
-MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-HTML_IMAGE = re.compile(r"<img\b[^>]*\bsrc\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
-
-
-def documents() -> list[tuple[Path, str]]:
-    """(document, text) for the README and every notebook's markdown cells."""
-    docs = []
-    readme = ROOT / "README.md"
-    if readme.exists():
-        docs.append((readme, readme.read_text(encoding="utf-8")))
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-        docs.append((path, text))
-    return docs
-
 
 def references() -> list[tuple[Path, str, Path]]:
     """(document, link as written, resolved file) for every local image link."""
     found = []
     for doc, text in documents():
-        for link in MARKDOWN_IMAGE.findall(text) + HTML_IMAGE.findall(text):
-            if re.match(r"^[a-z]+:", link) or link.startswith("attachment:"):
-                continue  # http(s):, data: and notebook attachments are not files here
+        for link in image_links(text):
             found.append((doc, link, (doc.parent / link.split("#")[0]).resolve()))
     return found
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import NOTEBOOKS, documents
 from tests.helpers import REPO_ROOT as ROOT
 
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 MACHINE_PATH = re.compile(r"(/root/|/tmp/|/work/|/home/[^/\s]+/|/Users/[^/\s]+/|site-packages|\.venv/)")
 SKELETON = ["## 准备", "## 练习", "## 参考答案", "## 下一步"]
 
@@ -138,15 +138,6 @@ def test_make_alone_lists_the_targets():
 
 
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-
-
-def documents() -> list[tuple[Path, str]]:
-    """(file, markdown) for the README and every notebook's markdown cells."""
-    docs = [(ROOT / "README.md", (ROOT / "README.md").read_text(encoding="utf-8"))]
-    for path in NOTEBOOKS:
-        nb = json.loads(path.read_text(encoding="utf-8"))
-        docs.append((path, "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")))
-    return docs
 
 
 @pytest.mark.parametrize("doc, text", documents(), ids=lambda v: v.name if isinstance(v, Path) else "")
