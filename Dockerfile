@@ -41,7 +41,10 @@ RUN pip install --no-deps -e . \
     && python -c "import django_demo.celery, reports"
 
 # No collectstatic: the web service is Django's development server
-# (`runserver`, DEBUG=true, local use), which serves static files itself.
+# (`runserver`), which serves static files itself while DEBUG is on (compose's
+# development profile). The production profile (DEBUG off) shows a
+# deployment's settings, not its web server: there the admin has no CSS until
+# a real server (gunicorn + whitenoise, chapter 14) serves the static files.
 
 # Never run as root. The user owns only what it writes: MEDIA_ROOT (the
 # generated reports, a named volume shared by web and worker; a fresh volume

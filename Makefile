@@ -15,7 +15,7 @@ NB ?= 01
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test browser lab test test-notebook lint notebooks pictures clean
+.PHONY: help install install-test browser lab test test-notebook lint notebooks pictures compose-secrets clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ notebooks: install-test ## Re-execute every notebook top to bottom and save its 
 
 pictures: install-test browser ## Regenerate every picture from its source and real runs (needs Chromium, a CJK font)
 	$(BIN)/python pictures/src/make_pictures.py
+
+compose-secrets: ## Make the Docker stack's passwords in .secrets/compose/ (once; never overwrites)
+	$(PYTHON) -m compose.secrets
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -141,6 +141,10 @@ class Broker:
     def port(self) -> int:
         return urlsplit(self.url).port or DEFAULT_PORT
 
+    def __str__(self) -> str:
+        """The URL without its password (``print(broker)`` in a notebook)."""
+        return safe_url(self.url)
+
     def ping(self) -> bool:
         return ping(self.url)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from .broker import Broker, ensure_broker
+from .credentials import local_django_env
 from .django_procs import manage
 from .procs import on_stop, stop_all
 
@@ -73,9 +74,13 @@ def prepare_chapter(number: int, *, django: bool = False) -> Chapter:
         env.update(DATABASE_URL=f"sqlite:///{scratch / 'db.sqlite3'}", MEDIA_ROOT=str(scratch / "media"))
     os.environ.update(env)
     if django:
+        # DEBUG on, this installation's SECRET_KEY and local user: a chapter is
+        # local learning. (Not in `env`, which a notebook may print.)
+        os.environ.update(local_django_env())
+    if django:
         _repoint_django(scratch)
         manage("migrate", "--noinput")
-        manage("create_course_admin")  # the local admin `make lab` creates, in this database too
+        manage("create_course_admin")  # the local user `make lab` creates, in this database too
     return Chapter(number, broker, scratch, env)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .broker import broker_url_of, check_broker, free_port
 from .celery_procs import celery_env
+from .credentials import local_django_env
 from .paths import DJANGO_DIR
 from .procs import Proc, ProcessError, http_answers
 
@@ -29,12 +30,13 @@ ADDRESS = "127.0.0.1"
 
 def django_env(folder: str | os.PathLike, broker, **extra: str) -> dict:
     """The environment for a throwaway django_demo: its SQLite file and media
-    folder inside ``folder``, the given broker, DEBUG on. ``extra`` adds or
-    overrides variables (e.g. REPORT_STEP_SECONDS)."""
+    folder inside ``folder``, the given broker, DEBUG on, this installation's
+    SECRET_KEY and local user. ``extra`` adds or overrides variables (e.g.
+    REPORT_STEP_SECONDS)."""
     folder = Path(folder)
     return {
         "DJANGO_SETTINGS_MODULE": "django_demo.settings",
-        "DEBUG": "true",
+        **local_django_env(),
         "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
         "MEDIA_ROOT": str(folder / "media"),
         "REDIS_URL": broker_url_of(broker),

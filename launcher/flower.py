@@ -2,12 +2,14 @@
 
 Started the Celery 5 way, global options *before* the subcommand::
 
-    celery -A APP --broker=URL flower --address=127.0.0.1 --port=N --basic-auth=USER:PASSWORD
+    FLOWER_BASIC_AUTH=USER:PASSWORD celery -A APP --broker=URL flower --address=127.0.0.1 --port=N
 
-Basic auth is on by default. The credentials come from ``FLOWER_USER`` and
-``FLOWER_PASSWORD``, else the course's demo default ``course`` /
-``celery-course`` (fine on your own laptop, never on a server). The dashboard
-listens on 127.0.0.1 only.
+Basic auth is on by default, with the password generated for this
+installation (``launcher.credentials.flower_auth()``: FLOWER_BASIC_AUTH, else
+``.secrets/flower-basic-auth``). Flower reads it from the environment variable
+``FLOWER_BASIC_AUTH``, never from its arguments, which `ps` shows to every user
+of the machine; for the same reason a broker URL with a password goes in
+``CELERY_BROKER_URL``, not ``--broker``. The dashboard listens on 127.0.0.1 only.
 
 ``article_command()`` builds the article's order instead
 (``celery -A APP flower --broker=URL``), in which Celery 5 ignores ``--broker``:
@@ -21,40 +23,35 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from .broker import broker_url_of, free_port
 from .celery_procs import celery_env
+from .credentials import flower_auth
 from .procs import Proc, http_answers
-
-#: The course's demo credentials, used when FLOWER_USER / FLOWER_PASSWORD are not set.
-DEFAULT_USER = "course"
-DEFAULT_PASSWORD = "celery-course"
 
 ADDRESS = "127.0.0.1"
 
-def credentials() -> tuple[str, str]:
-    """(user, password) for --basic-auth: FLOWER_USER / FLOWER_PASSWORD, or the course default."""
-    return (os.environ.get("FLOWER_USER") or DEFAULT_USER,
-            os.environ.get("FLOWER_PASSWORD") or DEFAULT_PASSWORD)
+
+def has_password(url: str) -> bool:
+    return urlsplit(url).password is not None
 
 
 def command(app: str, broker_url: str, *, port: int = 5555, address: str = ADDRESS,
-            basic_auth: tuple[str, str] | None = None, extra_args: Sequence[str] = (),
-            article_order: bool = False) -> list[str]:
+            extra_args: Sequence[str] = (), article_order: bool = False) -> list[str]:
     """The arguments after ``celery``. Celery 5 order: ``-A APP --broker=URL flower ...``.
 
-    ``article_order=True`` puts ``--broker`` after ``flower``, as the article
-    does; Celery 5 then ignores it and the app's own broker setting wins."""
-    broker_opt = f"--broker={broker_url}"
+    A broker URL with a password is left out (start_flower passes it in
+    ``CELERY_BROKER_URL``, which Celery reads first). ``article_order=True``
+    puts ``--broker`` after ``flower``, as the article does; Celery 5 then
+    ignores it and the app's own broker setting wins."""
+    broker_opt = [f"--broker={broker_url}"]
     args = ["-A", app]
     if article_order:
-        args += ["flower", broker_opt]
+        args += ["flower", *broker_opt]
     else:
-        args += [broker_opt, "flower"]
+        args += [*([] if has_password(broker_url) else broker_opt), "flower"]
     args += [f"--address={address}", f"--port={port}"]
-    if basic_auth is not None:
-        user, password = basic_auth
-        args.append(f"--basic-auth={user}:{password}")
     return args + list(extra_args)
 
 
@@ -94,23 +91,26 @@ def start_flower(app: str, *, broker=None, port: int | None = None, auth: bool =
     """Start Flower for ``app`` and wait until its HTTP port answers.
 
     ``broker``: a Broker or a URL (default: REDIS_URL, else redis://127.0.0.1:6379/0).
-    ``auth``: basic auth with ``credentials()`` unless ``user``/``password`` are given;
-    ``auth=False`` starts it without --basic-auth (chapter 04 shows why not to).
-    ``env``: extra variables for the process (e.g. the app's REDIS_URL).
-    Fails fast, with the end of its log, if Flower exits while starting."""
+    ``auth``: basic auth (in FLOWER_BASIC_AUTH) with ``flower_auth()`` unless
+    ``user``/``password`` are given; ``auth=False`` starts it without (chapter 04
+    shows why not to). ``env``: extra variables for the process (e.g. the app's
+    REDIS_URL). Fails fast, with the end of its log, if Flower exits while starting."""
     url = broker_url_of(broker)
     port = port or free_port(ADDRESS)
+    args = command(app, url, port=port, extra_args=extra_args, article_order=article_order)
+    child_env = _child_env(url, env)
+    shown_env = ""
     basic_auth = None
     if auth:
-        default_user, default_password = credentials()
+        default_user, default_password = flower_auth()
         basic_auth = (user or default_user, password or default_password)
-    args = command(app, url, port=port, basic_auth=basic_auth, extra_args=extra_args,
-                   article_order=article_order)
-    # What a learner would type; the password is not echoed into notebooks.
-    shown = [f"--basic-auth={basic_auth[0]}:***" if a.startswith("--basic-auth=") else a
-             for a in args]
-    proc = FlowerProc(name, [sys.executable, "-m", "celery", *args], env=_child_env(url, env),
-                      cwd=cwd or os.getcwd(), display="celery " + " ".join(shown))
+        child_env["FLOWER_BASIC_AUTH"] = ":".join(basic_auth)
+        shown_env = f"FLOWER_BASIC_AUTH={basic_auth[0]}:*** "
+    if has_password(url) and not article_order:
+        child_env["CELERY_BROKER_URL"] = url
+    # What a learner would type, without the password.
+    proc = FlowerProc(name, [sys.executable, "-m", "celery", *args], env=child_env,
+                      cwd=cwd or os.getcwd(), display=shown_env + "celery " + " ".join(args))
     proc.url = f"http://{ADDRESS}:{port}"
     proc.auth = basic_auth
     proc.port = port

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import credentials
 from .broker import BrokerError, ensure_broker
 from .django_procs import manage
 from .paths import NOTEBOOKS_DIR, REPO_ROOT
@@ -33,9 +34,7 @@ def prepare_django() -> bool:
         except ProcessError as exc:
             print(f"make lab: {exc}", file=sys.stderr)
             return False
-    print("Django: database migrated; admin user for local use: "
-          f"{os.environ.get('COURSE_ADMIN_USER', 'admin')} / "
-          f"{'(COURSE_ADMIN_PASSWORD)' if os.environ.get('COURSE_ADMIN_PASSWORD') else 'celery-course'}")
+    print("Django: database migrated; local user created (password below)")
     return True
 
 
@@ -70,8 +69,11 @@ def _serve() -> int:
     # `!python ...` and `!celery ...` in notebooks must find this venv's programs.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
-    # Chapters 05-06: the Django project's database (SQLite by default) is
-    # migrated and has a local admin user before any notebook needs it.
+    # Chapters 05-06: DEBUG on (explicitly: the settings default to off), this
+    # installation's SECRET_KEY and local user for every process of the session;
+    # the project's database (SQLite by default) is migrated and has that user
+    # before any notebook needs it.
+    os.environ.update(credentials.local_django_env())
     if not prepare_django():
         stop_all()
         return 1
@@ -103,6 +105,8 @@ def _serve() -> int:
         # Open the course at its first chapter.
         first = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))[0].name
         url = url.replace("/lab?token=", f"/lab/tree/notebooks/{first}?token=")
+        # Once, the way Jupyter prints its token (the files keep them).
+        print(credentials.banner())
         print(f"JupyterLab: {url}")
         print("In a second terminal (with .venv activated): celery -A demo_tasks.tasks worker --loglevel=info")
         print("Press Ctrl-C to stop JupyterLab and the broker.")

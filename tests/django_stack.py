@@ -1,4 +1,5 @@
-"""A real django_demo stack for tests: a migrated SQLite file, a worker, the server."""
+"""A real django_demo stack for tests: a migrated SQLite file with the local
+user in it, a worker, the server."""
 
 from __future__ import annotations
 
@@ -17,17 +18,37 @@ def query(db: Path, sql: str, *params) -> tuple | None:
         return conn.execute(sql, params).fetchone()
 
 
+def _start_worker(stack: dict) -> launcher.Proc:
+    return launcher.start_worker("django_demo", broker=stack["broker"], name=stack["worker_name"], fast=True,
+                                 cwd=str(DJANGO_DIR), env=stack["env"])
+
+
+def restart_worker(stack: dict) -> launcher.Proc:
+    """A new worker in place of the stack's (stopped warm if it still runs, e.g.
+    after a test that killed it failed early); the stack stops the new one."""
+    stack["worker"].cleanup()
+    stack["worker"] = _start_worker(stack)
+    return stack["worker"]
+
+
 @contextmanager
-def django_stack(tmp: Path, broker, *, step_seconds: str, worker_name: str = "w1"):
-    """Yield {"worker", "server", "env", "tmp", "db", "media"}; everything stops at the end."""
-    env = django_env(tmp, broker, REPORT_STEP_SECONDS=step_seconds)
+def django_stack(tmp: Path, broker, *, step_seconds: str, worker_name: str = "w1", **extra_env: str):
+    """Yield {"worker", "server", "env", "tmp", "db", "media", "auth", ...}; everything stops at the end.
+
+    ``extra_env`` goes to migrate, the worker and the server (e.g.
+    REPORT_LOST_AFTER_SECONDS="2"). ``auth`` is (user, password) of the local
+    user, created by ``manage.py create_course_admin`` (the environment
+    carries the password, never the command line)."""
+    env = django_env(tmp, broker, REPORT_STEP_SECONDS=step_seconds, **extra_env)
     launcher.manage("migrate", "--noinput", env=env)
-    started = []
+    launcher.manage("create_course_admin", env=env)
+    stack = {"env": env, "tmp": tmp, "db": tmp / "db.sqlite3", "media": tmp / "media",
+             "auth": (env["COURSE_ADMIN_USER"], env["COURSE_ADMIN_PASSWORD"]),
+             "broker": broker, "worker_name": worker_name}
     try:
-        started.append(launcher.start_worker("django_demo", broker=broker, name=worker_name, fast=True,
-                                             cwd=str(DJANGO_DIR), env=env))
-        started.append(start_django_server(DJANGO_DIR, env=env))
-        yield {"worker": started[0], "server": started[1], "env": env, "tmp": tmp,
-               "db": tmp / "db.sqlite3", "media": tmp / "media"}
+        stack["worker"] = _start_worker(stack)
+        stack["server"] = start_django_server(DJANGO_DIR, env=env)
+        yield stack
     finally:
-        launcher.stop_together(started)
+        # Whatever runs now: restart_worker() may have replaced the first worker.
+        launcher.stop_together([stack[k] for k in ("worker", "server") if k in stack])

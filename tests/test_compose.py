@@ -1,8 +1,11 @@
-"""The Docker stack (chapter 12): docker-compose.yml, Dockerfile, .dockerignore, .env.example.
+"""The Docker stack (chapter 14): docker-compose.yml, compose/, Dockerfile, .dockerignore.
 
 No Docker engine is needed, and none is used: `docker compose config`
 (or Debian's `docker-compose config`) validates and resolves the file
-offline; everything else reads the files. `up` and `build` are never run.
+offline; the rest reads the files, runs the secrets generator and runs
+`manage.py check --deploy` with the production profile. `up` and `build`
+are never run. The pieces that need servers (Redis's ACL with a real worker,
+the gate in front of a real Flower) are in test_compose_acl.py.
 """
 
 from __future__ import annotations
@@ -11,25 +14,43 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+import launcher
 from tests.helpers import REPO_ROOT as ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+COMPOSE_DIR = ROOT / "compose"
 DOCKERFILE = ROOT / "Dockerfile"
-ENV_EXAMPLE = ROOT / ".env.example"
 SETTINGS = ROOT / "django_demo" / "django_demo" / "settings.py"
+PROFILES = {"development": COMPOSE_DIR / "development.env", "production": COMPOSE_DIR / "production.env"}
+ACL_TEMPLATE = COMPOSE_DIR / "redis" / "users.acl.in"
+GATE_TEMPLATE = COMPOSE_DIR / "flower-gate" / "default.conf.template"
 
-INFRA = {"redis", "db"}                     # upstream images, not ours
-CELERY_SERVICES = ("worker", "beat", "flower")
-SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|_KEY$")
+INFRA = {"redis", "db", "flower-gate"}      # upstream images, not ours
+DJANGO_SERVICES = ("web", "worker", "beat")
+OUR_SERVICES = (*DJANGO_SERVICES, "flower")
+#: Who gets which secret: each service only the ones it uses.
+SECRETS = {
+    "redis": {"redis_password"},
+    "db": {"postgres_password"},
+    "web": {"django_secret_key", "postgres_password", "redis_password"},
+    "worker": {"django_secret_key", "postgres_password", "redis_password"},
+    "beat": {"django_secret_key", "postgres_password", "redis_password"},
+    "flower": {"redis_password", "flower_basic_auth"},
+    "flower-gate": set(),
+}
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|_KEY$|AUTH")
 # ${VAR}, ${VAR:-x}, ${VAR:?x} or $VAR, but not $$VAR (expanded later, by the container's shell).
 COMPOSE_VAR = re.compile(r"(?<!\$)\$\{?([A-Za-z_][A-Za-z0-9_]*)")
-SHELL_VAR = re.compile(r"\$\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+# scheme://user:password@ -- a password in a URL that is not a shell variable ($$name).
+URL_PASSWORD = re.compile(r"://[^\s:/@$]+:(?!\$)[^\s@/]+@")
 
 
 def compose_command() -> list[str] | None:
@@ -49,25 +70,50 @@ needs_compose = pytest.mark.skipif(
     reason="neither `docker compose` nor `docker-compose` is installed (CI always has one)")
 
 
-def run_config(project: Path, *args: str) -> subprocess.CompletedProcess:
+def run_config(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     assert COMPOSE, "CI must have a compose command (.ci/run installs docker-compose)"
-    # The learner's shell must not change the result: compose lets the
-    # environment override .env, and COMPOSE_* variables change the project.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("COMPOSE_", "POSTGRES_", "DOCKER_"))}
-    return subprocess.run([*COMPOSE, "config", *args], cwd=project, env=env,
+    # The learner's shell must not change the result: COURSE_ENV picks the
+    # profile, COMPOSE_* variables change the project, and PYTHONPATH could
+    # make docker-compose 1.x (a Python program whose package is also named
+    # `compose`) import ours.
+    child = {k: v for k, v in os.environ.items()
+             if not k.startswith(("COMPOSE_", "DOCKER_", "COURSE_")) and k != "PYTHONPATH"}
+    child.update(env or {})
+    return subprocess.run([*COMPOSE, "config", *args], cwd=project, env=child,
                           capture_output=True, text=True, timeout=60)
 
 
-def copy_project(dest: Path, with_env: bool) -> Path:
-    """The compose project in a temporary directory, with .env.example as its
-    .env (what `cp .env.example .env` gives a learner): no .env is ever
-    written into the repository."""
+def make_secrets(folder: Path) -> dict[str, str]:
+    """Run the generator as a learner does (`python -m compose.secrets`), into
+    ``folder``; return {name: value}."""
+    done = subprocess.run([sys.executable, "-m", "compose.secrets", "--dir", str(folder)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {path.name: path.read_text(encoding="utf-8") for path in (folder / "compose").iterdir()}
+
+
+def copy_project(dest: Path, *, with_secrets: bool = False) -> Path:
+    """The compose project in a temporary directory (with the secrets made by
+    the generator, if asked): nothing is ever written into the repository."""
     for name in ("docker-compose.yml", "Dockerfile"):
         shutil.copy(ROOT / name, dest / name)
-    if with_env:
-        shutil.copy(ENV_EXAMPLE, dest / ".env")
+    shutil.copytree(COMPOSE_DIR, dest / "compose", ignore=shutil.ignore_patterns("__pycache__"))
+    if with_secrets:
+        make_secrets(dest / ".secrets")
     return dest
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """NAME=value lines of a compose env file (comment and blank lines skipped)."""
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, sep, value = line.partition("=")
+            assert sep and name.strip() == name and re.fullmatch(r"[A-Z][A-Z0-9_]*", name), \
+                f"{path.name}: not NAME=value: {line!r}"
+            assert "#" not in value, f"{path.name}: compose takes a # after the value as part of it: {line!r}"
+            values[name] = value
+    return values
 
 
 @pytest.fixture(scope="module")
@@ -80,19 +126,28 @@ def services(compose) -> dict:
     return compose["services"]
 
 
-def env_example() -> dict[str, str]:
-    """NAME=value lines of .env.example (comments and blank lines skipped)."""
-    values = {}
-    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, sep, value = line.partition("=")
-            assert sep, f".env.example: not NAME=value: {line!r}"
-            values[name.strip()] = value.strip()
-    return values
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A project copy with real secrets, and those secrets' values."""
+    project = copy_project(tmp_path_factory.mktemp("compose-project"), with_secrets=True)
+    values = {p.name: p.read_text(encoding="utf-8") for p in (project / ".secrets" / "compose").iterdir()}
+    return project, values
+
+
+@pytest.fixture(scope="module")
+def resolved(generated) -> dict[str, dict]:
+    """`config` output, per profile, of the project with real secrets."""
+    project, _ = generated
+    out = {}
+    for profile in PROFILES:
+        done = run_config(project, env={} if profile == "development" else {"COURSE_ENV": profile})
+        assert done.returncode == 0, done.stderr
+        out[profile] = {"text": done.stdout, "config": yaml.safe_load(done.stdout)}
+    return out
 
 
 def command_words(service: dict) -> list[str]:
-    """The command as words; `sh -c "... && exec CMD"` is unwrapped into CMD's words."""
+    """The command as words; `sh -c "... && exec CMD"` / `"...; exec CMD"` is unwrapped into CMD's words."""
     command = service.get("command", [])
     words = shlex.split(command) if isinstance(command, str) else list(command)
     if words[:2] == ["sh", "-c"]:
@@ -107,40 +162,90 @@ def healthcheck_text(service: dict) -> str:
     return test if isinstance(test, str) else " ".join(test)
 
 
+def secret_names(service: dict) -> set[str]:
+    """The secrets a service lists (short form "name" or long form {source: name})."""
+    return {s if isinstance(s, str) else s["source"] for s in service.get("secrets", [])}
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment", {}) or {}
+    if isinstance(env, list):
+        env = dict(e.partition("=")[::2] for e in env)
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+def top_level() -> dict:
+    """The YAML nodes of the top-level keys, with anchors intact (for `<<: *x` checks)."""
+    root = yaml.compose(COMPOSE_FILE.read_text(encoding="utf-8"))
+    return {k.value: v for k, v in root.value}
+
+
+def merged(node) -> list:
+    """The nodes a mapping node merges in with `<<:`."""
+    return [value for key, value in node.value if key.value == "<<"]
+
+
 # --- (1) compose itself validates and resolves the file -------------------------
 
 @needs_compose
-def test_compose_config_is_valid_once_env_exists(tmp_path):
-    done = run_config(copy_project(tmp_path, with_env=True), "-q")
-    assert done.returncode == 0, done.stderr
+def test_both_profiles_resolve(resolved):
+    for profile, expected_debug in (("development", "true"), ("production", "false")):
+        config = resolved[profile]["config"]["services"]
+        for name in DJANGO_SERVICES:
+            env = config[name]["environment"]
+            assert env["DEBUG"] == expected_debug, f"{profile}: {name} does not get compose/{profile}.env"
+            # ... and the in-network addresses from docker-compose.yml, without passwords.
+            assert env["REDIS_URL"] == "redis://celery@redis:6379/0", name
+            assert env["DATABASE_URL"] == "postgres://course@db:5432/django_demo", name
+        for name in ("redis", "db", "flower", "flower-gate"):
+            assert "DEBUG" not in environment(config[name]), f"{name} gets the Django profile"
 
 
 @needs_compose
-def test_compose_config_resolves_env_and_loopback_ports(tmp_path):
-    done = run_config(copy_project(tmp_path, with_env=True))
-    assert done.returncode == 0, done.stderr
-    resolved = yaml.safe_load(done.stdout)["services"]
-    example = env_example()
-    for name in ("web", *CELERY_SERVICES):
-        env = resolved[name]["environment"]
-        # env_file: .env is read ...
-        assert env["SECRET_KEY"] == example["SECRET_KEY"], name
-        # ... and the in-network addresses from docker-compose.yml win over it.
-        assert env["REDIS_URL"] == "redis://redis:6379/0", name
-        assert env["DATABASE_URL"].endswith("@db:5432/" + example["POSTGRES_DB"]), name
-    for name, service in resolved.items():
-        for port in service.get("ports", []):
-            # docker-compose 1.x keeps "HOST:PORT:PORT"; Compose v2 prints the long form.
-            host = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
-            assert host == "127.0.0.1", f"{name} publishes {port} beyond loopback"
-
-
-@needs_compose
-def test_compose_without_env_file_fails_loudly(tmp_path):
-    """No .env -> an error naming .env, never a stack with empty passwords."""
-    done = run_config(copy_project(tmp_path, with_env=False), "-q")
+def test_an_unknown_profile_fails_loudly(tmp_path):
+    """A typo in COURSE_ENV is an error naming the missing file, never a stack with other settings."""
+    done = run_config(copy_project(tmp_path), "-q", env={"COURSE_ENV": "staging"})
     assert done.returncode != 0
-    assert ".env" in done.stderr + done.stdout
+    assert "staging.env" in done.stderr + done.stdout
+
+
+@needs_compose
+def test_each_service_gets_only_its_secrets(resolved, generated):
+    project, _ = generated
+    for profile in PROFILES:
+        config = resolved[profile]["config"]
+        assert set(config["secrets"]) == set().union(*SECRETS.values())
+        for name, secret in config["secrets"].items():
+            assert Path(secret["file"]) == project / ".secrets" / "compose" / name, \
+                f"secret {name} comes from {secret['file']}"
+        assert set(config["services"]) == set(SECRETS)
+        for name, service in config["services"].items():
+            assert secret_names(service) == SECRETS[name], f"{name} gets {sorted(secret_names(service))}"
+            for key, value in environment(service).items():
+                if key.endswith("_FILE"):
+                    where = Path(value)
+                    assert where.parent == Path("/run/secrets") and where.name in SECRETS[name], \
+                        f"{name}: {key}={value} is not one of its secrets"
+                elif SECRET_NAME.search(key):
+                    pytest.fail(f"{name}: {key} is in the environment; secrets are files (/run/secrets)")
+
+
+@needs_compose
+def test_no_secret_value_reaches_the_config_or_the_files(resolved, generated):
+    """The generated values appear nowhere compose shows or the repository holds."""
+    _, values = generated
+    texts = {f"config ({profile})": resolved[profile]["text"] for profile in PROFILES}
+    for path in [COMPOSE_FILE, *COMPOSE_DIR.rglob("*")]:
+        if path.is_file() and path.suffix != ".pyc":
+            texts[str(path.relative_to(ROOT))] = path.read_text(encoding="utf-8")
+    for name, value in values.items():
+        password = value.partition(":")[2] if name == "flower_basic_auth" else value
+        assert len(password) >= 24
+        for where, text in texts.items():
+            assert password not in text, f"the value of {name} is in {where}"
+    for where, text in texts.items():
+        if not where.endswith(".py"):   # the generator's docstring shows the form: celery:PASSWORD@
+            assert not URL_PASSWORD.search(text), f"{where}: a URL with a literal password"
 
 
 # --- (2) the file's shape ----------------------------------------------------------
@@ -153,46 +258,60 @@ def test_ports_are_published_on_loopback_only(services):
             else:
                 assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"
     assert "ports" not in services["db"], "the database needs no port on the host"
+    assert "ports" not in services["flower"], "Flower is published through the gate only"
+    assert services["flower-gate"]["ports"] == ["127.0.0.1:5555:8080"]
 
 
-def test_every_django_service_builds_the_one_image(services):
+def test_every_image_built_here_is_the_one_image(services):
     ours = {name: s for name, s in services.items() if name not in INFRA}
-    assert {"web", *CELERY_SERVICES} <= set(ours)
+    assert set(ours) == set(OUR_SERVICES)
     builds = {(yaml.safe_dump(s.get("build")), s.get("image")) for s in ours.values()}
     assert len(builds) == 1, f"services build different images: {builds}"
     build = next(iter(ours.values()))["build"]
     assert build["context"] == "." and build.get("dockerfile", "Dockerfile") == "Dockerfile"
     assert DOCKERFILE.is_file()
     for name in INFRA:
-        assert "build" not in services[name] and ":" in services[name]["image"], \
-            f"{name}: a pinned upstream image"
+        image = services[name]["image"]
+        assert "build" not in services[name] and re.search(r":\d+(\.\d+)*-alpine$", image), \
+            f"{name}: a pinned upstream image, not {image}"
 
 
-def test_celery_services_share_the_django_anchor(services):
-    """One `x-django: &django` block, merged (`<<: *django`) into each Celery service."""
-    root = yaml.compose(COMPOSE_FILE.read_text(encoding="utf-8"))
-    top = {key.value: value for key, value in root.value}
-    anchor = top["x-django"]
+def test_services_share_the_image_and_django_anchors(services):
+    """`x-image: &image` is merged into every service of our image; `x-django:
+    &django` (which merges &image) into the Django services; Flower takes the
+    image only, not the Django settings and secrets."""
     text = COMPOSE_FILE.read_text(encoding="utf-8")
-    assert re.search(r"^x-django: &django\s*(#.*)?$", text, re.M), "one `x-django: &django` block"
-    service_nodes = {key.value: value for key, value in top["services"].value}
-    for name in CELERY_SERVICES:
-        merged = [value for key, value in service_nodes[name].value if key.value == "<<"]
-        assert merged and merged[0] is anchor, f"{name} does not merge <<: *django"
-    shared = ("build", "image", "env_file", "environment", "volumes")
-    for key in shared:
-        values = [services[name].get(key) for name in CELERY_SERVICES]
-        assert all(v == values[0] for v in values), f"{key} differs between {CELERY_SERVICES}"
+    assert re.search(r"^x-image: &image\s*(#.*)?$", text, re.M)
+    assert re.search(r"^x-django: &django\s*(#.*)?$", text, re.M)
+    top = top_level()
+    image, django = top["x-image"], top["x-django"]
+    assert [m is image for m in merged(django)] == [True], "x-django merges <<: *image"
+    nodes = {key.value: value for key, value in top["services"].value}
+    for name in DJANGO_SERVICES:
+        assert [m is django for m in merged(nodes[name])] == [True], f"{name} does not merge <<: *django"
+    assert [m is image for m in merged(nodes["flower"])] == [True], \
+        "flower merges <<: *image (and not the Django settings)"
+    for key in ("build", "image", "init", "restart", "env_file", "environment", "secrets", "volumes"):
+        values = [services[name].get(key) for name in DJANGO_SERVICES]
+        assert all(v == values[0] for v in values), f"{key} differs between {DJANGO_SERVICES}"
+    assert services["web"]["env_file"] == "compose/${COURSE_ENV:-development}.env"
+    for key in ("env_file", "environment", "volumes"):
+        assert key not in services["flower"], f"flower needs no {key}"
 
 
 def test_every_service_has_a_healthcheck(services):
     for name, service in services.items():
         check = service.get("healthcheck")
         assert check and check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
-    assert "redis-cli" in healthcheck_text(services["redis"])
+    redis = healthcheck_text(services["redis"])
+    # The password from the secret, in redis-cli's environment variable, not an argument.
+    assert "redis-cli --user celery" in redis and 'REDISCLI_AUTH="$$(cat /run/secrets/redis_password)"' in redis
+    assert " -a " not in redis and "--pass" not in redis
     assert "pg_isready" in healthcheck_text(services["db"])
-    assert "http://127.0.0.1:8000/" in healthcheck_text(services["web"])
-    assert "/healthcheck" in healthcheck_text(services["flower"])
+    web = healthcheck_text(services["web"])
+    assert "http://127.0.0.1:8000/" in web and "X-Forwarded-Proto" in web
+    assert "http://127.0.0.1:5555/healthcheck" in healthcheck_text(services["flower"])
+    assert "http://127.0.0.1:8080/" in healthcheck_text(services["flower-gate"])
     worker = healthcheck_text(services["worker"])
     # This worker, not any worker: its node name is celery@<container hostname>.
     assert "inspect ping" in worker and "celery@$$HOSTNAME" in worker
@@ -206,6 +325,7 @@ def test_depends_on_waits_for_health(services):
             assert how == {"condition": "service_healthy"}, f"{name} -> {other}: {how}"
             assert "healthcheck" in services[other], f"{name} waits for {other}, which has no healthcheck"
     assert "worker" in services["flower"]["depends_on"], "Flower waits for a worker that answers ping"
+    assert "flower" in services["flower-gate"]["depends_on"]
     for name in ("worker", "beat"):
         # web migrates before it serves: healthy web = the tables exist.
         assert "web" in services[name]["depends_on"], name
@@ -221,40 +341,163 @@ def test_celery_commands(services):
     assert services["beat"].get("deploy", {}).get("replicas", 1) == 1, "exactly one beat"
 
 
-def test_flower_has_basic_auth_and_the_celery5_option_order(services):
+def test_flower_runs_without_django_and_keeps_credentials_out_of_its_arguments(services):
     words = command_words(services["flower"])
-    assert words[:3] == ["celery", "-A", "django_demo"]
-    at = words.index("flower")
-    assert any(w.startswith("--broker") for w in words[:at]), "--broker must come before `flower`"
-    assert not any(w.startswith("--broker") for w in words[at:]), "after `flower`, --broker is ignored"
-    auth = [w for w in words[at:] if w.startswith("--basic-auth")]
-    assert auth, "Flower without --basic-auth is an open door (chapter 04)"
-    assert "$" in auth[0], "the credentials come from .env, not from this file"
+    assert words[:2] == ["celery", "flower"], f"Flower without -A (no Django app): {words}"
+    assert not any(w.startswith(("--broker", "--basic-auth", "--basic_auth", "-b")) for w in words), \
+        "credentials in the arguments: `ps` shows them"
+    script = services["flower"]["command"][2]
+    # Built by the container's shell ($$) from the secret files, handed over in the environment.
+    assert "$$(cat /run/secrets/redis_password)" in script
+    assert "$$(cat /run/secrets/flower_basic_auth)" in script
+    assert re.search(r'export CELERY_BROKER_URL="redis://celery:\$\$\w+@redis:6379/0"', script)
+    assert re.search(r'FLOWER_BASIC_AUTH="\$\$\w+"', script)
 
 
-def test_no_secret_values_in_the_compose_file(services):
+def test_redis_takes_its_acl_from_the_committed_template(services):
+    redis = services["redis"]
+    assert redis["user"] not in ("root", "0"), "start.sh needs no root"
+    assert redis["entrypoint"] == ["sh", "/usr/local/etc/redis/start.sh"]
+    assert "./compose/redis:/usr/local/etc/redis:ro" in redis["volumes"]
+    assert redis["command"][0] == "redis-server"
+    assert "--requirepass" not in redis["command"], "the ACL file says who logs in, requirepass would not"
+    start = (COMPOSE_DIR / "redis" / "start.sh").read_text(encoding="utf-8")
+    assert "users.acl.in" in start and "/run/secrets/redis_password" in start
+    assert 'exec "$@" --aclfile' in start
+    acl = ACL_TEMPLATE.read_text(encoding="utf-8")
+    assert re.search(r"^user default off\b", acl, re.M)
+    assert re.search(r"^user celery on #@PASSWORD_SHA256@ .*~\* .*&\* -@all", acl, re.M)
+
+
+def test_the_gate_publishes_flower_without_metrics_and_healthcheck(services):
+    gate = services["flower-gate"]
+    assert re.fullmatch(r"nginx:\d+\.\d+-alpine", gate["image"])
+    assert "./compose/flower-gate:/etc/nginx/templates:ro" in gate["volumes"]
+    env = environment(gate)
+    assert env == {"GATE_LISTEN": "8080", "GATE_UPSTREAM": "flower:5555"}
+    template = GATE_TEMPLATE.read_text(encoding="utf-8")
+    # The image renders every ${NAME} it has a value for: the template uses these two only.
+    assert set(re.findall(r"\$\{(\w+)\}", template)) == set(env)
+    assert "set $flower http://${GATE_UPSTREAM};" in template and "proxy_pass $flower;" in template
+    for path in ("/metrics", "/healthcheck"):
+        assert re.search(r"location \^~ " + path + r" \{\s*return 404;\s*\}", template), path
+    assert "proxy_set_header Upgrade $http_upgrade;" in template
+
+
+def test_no_secrets_and_no_env_file_mechanism_in_the_compose_file(services):
+    """Secrets are files; nothing comes from a .env file or the shell except COURSE_ENV."""
     text = COMPOSE_FILE.read_text(encoding="utf-8")
+    assert set(COMPOSE_VAR.findall(text)) == {"COURSE_ENV"}, "compose interpolates only COURSE_ENV"
+    assert not (ROOT / ".env.example").exists(), "the .env mechanism is gone: compose/*.env and secrets"
     for name, service in services.items():
-        env = service.get("environment", {})
-        items = env.items() if isinstance(env, dict) else (e.partition("=")[::2] for e in env)
-        for key, value in items:
-            value = str(value)
+        assert service.get("env_file") in (None, "compose/${COURSE_ENV:-development}.env"), name
+        for key, value in environment(service).items():
             if SECRET_NAME.search(key):
-                assert re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*(:?[-?][^}]*)?\}", value), \
-                    f"{name}: {key} must come from .env, not be written here"
-            # user:password@ in a URL: the password must be interpolated too.
-            masked = re.sub(r"\$\{[^}]*\}", "${}", value)
-            for password in re.findall(r"://[^:/@\s]+:([^@\s]+)@", masked):
-                assert password == "${}", f"{name}: {key} has a literal password"
-    example = env_example()
-    for key, value in example.items():
-        if SECRET_NAME.search(key) and value:
-            assert value not in text, f"the value of {key} from .env.example is in docker-compose.yml"
-    assert not re.search(r"(?<![\w-])celery-course(?![\w-])", text), \
-        "the course's demo password belongs to `make lab`, not here"
+                assert key.endswith("_FILE") and value.startswith("/run/secrets/"), \
+                    f"{name}: {key} must be a file under /run/secrets, not a value"
+    assert not URL_PASSWORD.search(text), "a URL with a password in docker-compose.yml"
 
 
-# --- (3) the image -------------------------------------------------------------------
+# --- (3) the profiles ----------------------------------------------------------------
+
+def test_profiles_hold_settings_but_no_secrets():
+    profiles = {name: env_file(path) for name, path in PROFILES.items()}
+    assert set(COMPOSE_DIR.glob("*.env")) == set(PROFILES.values())
+    for name, values in profiles.items():
+        for key in values:
+            assert not SECRET_NAME.search(key), f"compose/{name}.env sets {key}: secrets are files"
+        # The web healthcheck's Host.
+        assert "127.0.0.1" in values["ALLOWED_HOSTS"].split(","), name
+    assert profiles["development"]["DEBUG"] == "true"
+    assert profiles["production"]["DEBUG"] == "false"
+    assert set(profiles["development"]) <= set(profiles["production"])
+
+
+def test_every_security_and_address_setting_is_decided(services):
+    """Each variable settings.py reads that is about security or addresses is
+    set by a profile or by docker-compose.yml, or left to its default on
+    purpose. (Tuning knobs such as REPORT_* may keep their defaults.)"""
+    decides = re.compile(r"DEBUG|SECRET|PASSWORD|HOSTS|ORIGINS|SECURE|TLS|_URL$|_ROOT$")
+    defaults_on_purpose = {
+        "STATIC_ROOT": "no collectstatic in this stack",
+        "SECRET_KEY": "SECRET_KEY_FILE", "REDIS_PASSWORD": "REDIS_PASSWORD_FILE",
+        "DATABASE_PASSWORD": "DATABASE_PASSWORD_FILE",
+    }
+    settings = SETTINGS.read_text(encoding="utf-8")
+    read = set(re.findall(r"""(?:environ\.get|env_bool|env_list|env_secret)\(\s*["']([A-Z_]+)["']""", settings))
+    read |= set(re.findall(r"""env=["']([A-Z_]+)["']""", settings))
+    read |= {f"{name}_FILE" for name in
+             re.findall(r"""env_secret\(\s*["']([A-Z_]+)["']""", settings)}
+    assert {"SECRET_KEY", "DEBUG", "DATABASE_URL", "REDIS_URL", "SECRET_KEY_FILE"} <= read
+    given = set(environment(services["web"])) | set().union(*(env_file(p) for p in PROFILES.values()))
+    undecided = sorted(name for name in read - given - set(defaults_on_purpose) if decides.search(name))
+    assert not undecided, f"neither compose/*.env nor docker-compose.yml decides {undecided}"
+
+
+def test_production_profile_passes_check_deploy(services, tmp_path):
+    """`manage.py check --deploy` with what the web container of the production
+    profile gets: compose/production.env, the environment of docker-compose.yml
+    and the secrets as files (made by the generator)."""
+    secrets = make_secrets(tmp_path / ".secrets")
+    env = dict(env_file(PROFILES["production"]))
+    for key, value in environment(services["web"]).items():
+        if value.startswith("/run/secrets/"):
+            name = value.removeprefix("/run/secrets/")
+            assert name in secrets
+            value = str(tmp_path / ".secrets" / "compose" / name)
+        env[key] = value
+    # Exactly these variables (and what runs Python at all): nothing from this process.
+    keep = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT"}
+    done = launcher.manage("check", "--deploy", "--fail-level", "WARNING", env=env, check=False,
+                           unset=[k for k in os.environ if k not in keep])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no issues" in done.stdout + done.stderr
+
+
+# --- (4) the secrets generator ---------------------------------------------------------
+
+def test_the_generator_makes_private_secrets_once(tmp_path):
+    folder = tmp_path / ".secrets"
+    first = make_secrets(folder)
+    assert set(first) == set().union(*SECRETS.values())
+    for path in (folder, folder / "compose"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    for name, value in first.items():
+        # Readable by the containers' users (bind mounts keep the host's mode) ...
+        assert stat.S_IMODE((folder / "compose" / name).stat().st_mode) == 0o644, name
+        # ... and fit for URLs unescaped (redis://celery:PASSWORD@...).
+        password = value.removeprefix("course:") if name == "flower_basic_auth" else value
+        assert re.fullmatch(r"[A-Za-z0-9_-]{32,}", password), name
+    assert first["flower_basic_auth"].startswith("course:")
+    assert len(first["django_secret_key"]) >= 50
+    assert len(set(first.values())) == len(first), "every secret is its own"
+    # Never overwritten: a second run keeps every value (and closes a loosened mode).
+    (folder / "compose" / "redis_password").chmod(0o600)
+    done = subprocess.run([sys.executable, "-m", "compose.secrets", "--dir", str(folder)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert make_secrets(folder) == first
+    assert stat.S_IMODE((folder / "compose" / "redis_password").stat().st_mode) == 0o644
+    for name, value in first.items():   # names and where, never the values
+        password = value.removeprefix("course:") if name == "flower_basic_auth" else value
+        assert password not in done.stdout + done.stderr, name
+
+
+def test_the_generator_refuses_a_directory_in_place_of_a_secret(tmp_path):
+    """What `docker compose up` leaves when a secret file was missing: an empty directory."""
+    (tmp_path / ".secrets" / "compose" / "redis_password").mkdir(parents=True)
+    done = subprocess.run([sys.executable, "-m", "compose.secrets", "--dir", str(tmp_path / ".secrets")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "is a directory" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_git_ignores_the_secrets():
+    done = subprocess.run(["git", "check-ignore", "-q", ".secrets/compose/redis_password"], cwd=ROOT)
+    assert done.returncode == 0, ".secrets/ must be in .gitignore"
+
+
+# --- (5) the image -------------------------------------------------------------------
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
@@ -285,56 +528,19 @@ def test_dockerfile_installs_the_pins_and_runs_as_non_root():
         "put django_demo/ on sys.path as `make install` does"
     users = [args for op, args in instructions if op == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), "the image must not run as root"
+    assert "--uid 10001" in " ".join(runs), "the uid the compose comments name"
     env = " ".join(args for op, args in instructions if op == "ENV")
     assert "PYTHONDONTWRITEBYTECODE=1" in env and "PYTHONUNBUFFERED=1" in env
-    copied = " ".join(args for op, args in instructions if op in ("COPY", "ADD"))
-    assert ".env" not in copied.split(), "secrets are never copied into the image"
+    copied = " ".join(args for op, args in instructions if op in ("COPY", "ADD")).split()
+    assert not {".env", ".secrets", "compose", "."} & set(copied), \
+        "secrets are never copied into the image (and compose/ belongs to the other containers)"
 
 
 def test_dockerignore_keeps_secrets_and_local_state_out():
     patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
-    assert "*" in patterns or {".env", ".venv", ".git"} <= set(patterns)
-    assert not any(p.startswith("!") and ".env" in p for p in patterns), ".env must stay out of the image"
+    assert "*" in patterns or {".env", ".secrets", ".venv", ".git"} <= set(patterns)
+    assert not any(p.startswith("!") and (".env" in p or ".secrets" in p) for p in patterns), \
+        "secrets must stay out of the image"
     for needed in ("requirements.txt", "pyproject.toml", "django_demo/"):
         assert "*" not in patterns or f"!{needed}" in patterns, f"the build needs {needed}"
-
-
-# --- (4) .env.example ------------------------------------------------------------------
-
-def test_env_example_sets_every_variable_compose_interpolates():
-    text = COMPOSE_FILE.read_text(encoding="utf-8")
-    referenced = set(COMPOSE_VAR.findall(text))
-    assert referenced, "docker-compose.yml reads its secrets from .env"
-    missing = referenced - set(env_example())
-    assert not missing, f".env.example lacks {sorted(missing)}"
-
-
-def test_env_example_covers_what_the_containers_read(services):
-    """Variables the commands expand ($$NAME) and the settings read are all in
-    .env.example, set or explained in a comment."""
-    text = ENV_EXAMPLE.read_text(encoding="utf-8")
-    example = env_example()
-    for name, service in services.items():
-        provided = set(service.get("environment", {}) or {})
-        for var in SHELL_VAR.findall(yaml.safe_dump(service)):
-            if var == "HOSTNAME":   # set by Docker in every container
-                continue
-            assert var in provided or var in example, f"{name} expands ${var}, which nothing sets"
-    settings = SETTINGS.read_text(encoding="utf-8")
-    read = set(re.findall(r"""(?:environ\.get|env_bool|env_list)\(\s*["']([A-Z_]+)["']""", settings))
-    read |= set(re.findall(r"""env=["']([A-Z_]+)["']""", settings))
-    assert {"SECRET_KEY", "DEBUG", "DATABASE_URL", "REDIS_URL"} <= read
-    missing = [var for var in sorted(read) if var not in text]
-    assert not missing, f".env.example does not mention {missing}"
-
-
-def test_env_example_is_marked_local_and_holds_only_placeholders():
-    text = ENV_EXAMPLE.read_text(encoding="utf-8")
-    assert "local use" in text.lower()
-    assert "cp .env.example .env" in text
-    for key, value in env_example().items():
-        if SECRET_NAME.search(key):
-            assert "change-me" in value, f"{key} must be an obvious placeholder, not a real secret"
-    assert env_example().get("DEBUG", "").lower() in ("true", "1"), \
-        "the stack runs Django's development server: DEBUG=true"

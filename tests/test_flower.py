@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import psutil
 import pytest
 import requests
 
 import launcher
 from launcher import sanitize
-from launcher.flower import DEFAULT_PASSWORD, DEFAULT_USER, article_command, command, credentials, start_flower
+from launcher.credentials import flower_auth
+from launcher.flower import article_command, command, start_flower
 from launcher.procs import group_alive
 from tests.helpers import returns_within
 
@@ -37,27 +39,30 @@ def flower(module_broker, events_worker):
 
 
 def test_command_puts_global_options_before_the_subcommand():
-    args = command("tasks", "redis://h:1/0", port=5555, basic_auth=("u", "p"))
-    assert args == ["-A", "tasks", "--broker=redis://h:1/0", "flower", "--address=127.0.0.1",
-                    "--port=5555", "--basic-auth=u:p"]
+    args = command("tasks", "redis://h:1/0", port=5555)
+    assert args == ["-A", "tasks", "--broker=redis://h:1/0", "flower", "--address=127.0.0.1", "--port=5555"]
     article = article_command("tasks", "redis://h:1/0", port=5555)
     assert article[:4] == ["-A", "tasks", "flower", "--broker=redis://h:1/0"]
 
 
-def test_credentials_come_from_the_environment_or_the_course_default(monkeypatch):
-    monkeypatch.delenv("FLOWER_USER", raising=False)
-    monkeypatch.delenv("FLOWER_PASSWORD", raising=False)
-    assert credentials() == (DEFAULT_USER, DEFAULT_PASSWORD) == ("course", "celery-course")
-    monkeypatch.setenv("FLOWER_USER", "alice")
-    monkeypatch.setenv("FLOWER_PASSWORD", "s3cret")
-    assert credentials() == ("alice", "s3cret")
+def test_a_broker_url_with_a_password_stays_off_the_command_line():
+    args = command("tasks", "redis://celery:pa55word@h:1/0", port=5555)
+    assert args == ["-A", "tasks", "flower", "--address=127.0.0.1", "--port=5555"]
+
+
+def command_lines(proc) -> str:
+    """What `ps` shows of a process and all its children, to every user of the machine."""
+    main = psutil.Process(proc.pid)
+    return "\n".join(" ".join(p.cmdline()) for p in [main, *main.children(recursive=True)])
 
 
 def test_starts_ready_on_loopback_with_auth_and_lists_the_worker(flower, events_worker):
     assert flower.running() and flower.url.startswith("http://127.0.0.1:")
-    assert flower.auth == credentials()
-    assert "--basic-auth=" in " ".join(flower.argv)
+    assert flower.auth == flower_auth()
     assert flower.auth[1] not in flower.display  # the password is not shown
+    assert flower.display.startswith(f"FLOWER_BASIC_AUTH={flower.auth[0]}:*** celery -A ")
+    # Not in the process list: Flower read it from FLOWER_BASIC_AUTH.
+    assert flower.auth[1] not in command_lines(flower) and "basic-auth" not in command_lines(flower)
     reply = workers(flower)
     assert reply.status_code == 200
     assert [name.split("@")[0] for name in reply.json()] == ["fl"]
@@ -129,17 +134,42 @@ def test_without_basic_auth_pages_are_open_but_the_api_is_not(module_broker, mon
         open_flower.cleanup()
 
 
+def test_the_old_published_password_is_refused_and_the_generated_one_accepted(flower):
+    user, password = flower_auth()
+    assert len(password) >= 20 and password != "celery-course"
+    assert requests.get(flower.url + "/api/workers", auth=("course", "celery-course"),
+                        timeout=5).status_code == 401
+    assert requests.get(flower.url + "/api/workers", auth=(user, password), timeout=5).status_code == 200
+
+
 def test_credentials_from_the_environment_are_used(module_broker, monkeypatch):
-    monkeypatch.setenv("FLOWER_USER", "alice")
-    monkeypatch.setenv("FLOWER_PASSWORD", "s3cret")
+    monkeypatch.setenv("FLOWER_BASIC_AUTH", "alice:s3cret-from-env")
     proc = start_flower(APP, broker=module_broker, name="flower-alice")
     try:
-        assert proc.auth == ("alice", "s3cret")
+        assert proc.auth == ("alice", "s3cret-from-env")
         assert workers(proc).status_code == 200
-        assert requests.get(proc.url + "/api/workers", auth=("course", "celery-course"),
+        assert requests.get(proc.url + "/api/workers", auth=("course", flower_auth()[1]),
                             timeout=5).status_code == 401
+        assert "s3cret-from-env" not in command_lines(proc)
     finally:
         proc.cleanup()
+
+
+def test_a_password_protected_broker_reaches_flower_outside_its_arguments(module_broker, tmp_path):
+    """REDIS_URL with a password (what a learner sets to turn one on) works, and
+    `ps` shows neither that password nor Flower's."""
+    secured = launcher.start_embedded(password="br0ker-secret")
+    try:
+        proc = start_flower(APP, broker=secured.url, name="flower-secured")
+        try:
+            assert "br0ker-secret" in secured.url
+            assert workers(proc).status_code == 200
+            assert "br0ker-secret" not in command_lines(proc) and proc.auth[1] not in command_lines(proc)
+            assert "br0ker-secret" not in proc.display
+        finally:
+            proc.cleanup()
+    finally:
+        secured.stop()
 
 
 def test_stop_leaves_no_process(module_broker):

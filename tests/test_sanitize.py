@@ -14,3 +14,19 @@ def test_sanitize_replaces_what_changes_between_runs():
 def test_sanitize_keeps_results_and_names():
     assert sanitize("task result: 8") == "task result: 8"
     assert sanitize("demo_tasks.tasks.add") == "demo_tasks.tasks.add"
+
+
+def test_report_ids_files_and_error_ids_are_named_for_what_they_are():
+    report, task = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d", "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"
+    assert sanitize(f"302 -> /reports/{report}/") == "302 -> /reports/REPORT-ID/"
+    assert sanitize(f"report {report} visible to the worker: True") == "report REPORT-ID visible to the worker: True"
+    assert sanitize(f'filename="report-{report}-{task[:8]}.csv"') == 'filename="report-REPORT-ID-TASK.csv"'
+    assert sanitize(f"Task reports.tasks.generate_report[{task}]") == "Task reports.tasks.generate_report[TASK-ID]"
+    assert sanitize("report failed, error id 0badc0de") == "report failed, error id ERROR-ID"
+    assert sanitize("错误编号: 0badc0de") == "错误编号: ERROR-ID"
+    assert sanitize("checksum 0badc0de") == "checksum 0badc0de"  # unlabelled hex stays
+
+
+def test_billiard_job_numbers():
+    line = "WorkerLostError: Worker exited prematurely: signal 9 (SIGKILL) Job: 4."
+    assert sanitize(line) == "WorkerLostError: Worker exited prematurely: signal 9 (SIGKILL) Job: N."

@@ -1,14 +1,20 @@
 """Settings for the course's demo project (Django 5.2 LTS).
 
 Everything that differs between a laptop and a server comes from the
-environment (twelve-factor style), with defaults meant for learning locally:
+environment (twelve-factor style). The defaults are the safe ones: a bare
+environment means production, and refuses to start without a SECRET_KEY.
 
-    DEBUG           "true" (default) or "false"
-    SECRET_KEY      required when DEBUG is false
+    DEBUG           "false" (default) or "true". `make lab`, the course's
+                    chapters, the tests and compose's development profile
+                    turn it on explicitly.
+    SECRET_KEY      required when DEBUG is false (or SECRET_KEY_FILE: a file
+                    holding it, e.g. a compose secret /run/secrets/...)
     ALLOWED_HOSTS   comma-separated; default "localhost,127.0.0.1,[::1]"
     REDIS_URL       the broker; default redis://127.0.0.1:6379/0
+                    (REDIS_PASSWORD_FILE: a file with the password to add to it)
     DATABASE_URL    default: SQLite file django_demo/db.sqlite3 (git-ignored);
-                    postgres://user:password@host:5432/name for PostgreSQL
+                    postgres://user@host:5432/name for PostgreSQL
+                    (DATABASE_PASSWORD_FILE: a file with the password)
     MEDIA_ROOT      where report files are written; default django_demo/media
 
 Django's settings reference: https://docs.djangoproject.com/en/5.2/ref/settings/
@@ -16,9 +22,11 @@ Django's settings reference: https://docs.djangoproject.com/en/5.2/ref/settings/
 
 import os
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -34,18 +42,48 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_secret(name: str) -> str:
+    """A secret from NAME, or from the file that NAME_FILE names (compose and
+    Kubernetes hand secrets over as files, which `ps` and `docker inspect` do
+    not show). Empty if neither is set."""
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path}: cannot read it ({exc.strerror}).") from None
+    return os.environ.get(name, "").strip()
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` put in its user-info (URL-encoded), if given."""
+    if not password:
+        return url
+    parts = urlsplit(url)
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
+
+
 # --- Core ---------------------------------------------------------------------
 
-# On by default: this project is for learning on your own machine.
-# Anything reachable by others must run with DEBUG=false.
-DEBUG = env_bool("DEBUG", True)
+# Off unless the environment turns it on: a forgotten variable must not put
+# tracebacks and settings on a public page. `make lab`, the chapters, the
+# tests and compose's development profile set DEBUG=true explicitly.
+DEBUG = env_bool("DEBUG", False)
 
-# The development key is deliberately marked insecure, so that
-# `manage.py check --deploy` complains as long as it is in use.
-_DEV_SECRET_KEY = "django-insecure-course-only-never-use-this-key-on-a-server"
-SECRET_KEY = os.environ.get("SECRET_KEY") or (_DEV_SECRET_KEY if DEBUG else "")
+# No fixed fallback: a key printed in a repository signs nobody's sessions.
+# With DEBUG on and no key given, each process makes up its own (logins then
+# last until the server restarts; `make lab` hands every process a stable one).
+SECRET_KEY = env_secret("SECRET_KEY")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set in the environment when DEBUG is false.")
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set, and DEBUG is off (the default). On your own machine, "
+            "run with DEBUG=true (make lab does); on a server, set SECRET_KEY or SECRET_KEY_FILE "
+            "to a long random string, e.g. the output of: python -c \"import secrets; "
+            "print(secrets.token_urlsafe(50))\"")
+    SECRET_KEY = get_random_secret_key()
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
@@ -102,6 +140,8 @@ DATABASES = {
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
     )
 }
+if _database_password := env_secret("DATABASE_PASSWORD"):
+    DATABASES["default"]["PASSWORD"] = _database_password
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web process and the worker write to the same file at the same time.
@@ -143,6 +183,28 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 
 # The demo report task sleeps this long per step, so the progress bar visibly moves.
 REPORT_STEP_SECONDS = float(os.environ.get("REPORT_STEP_SECONDS", "0.5"))
+# A running report with no progress for this long has lost its task (its worker
+# was killed): the page shows it failed, with a retry button (reports/watchdog.py).
+REPORT_LOST_AFTER_SECONDS = float(os.environ.get("REPORT_LOST_AFTER_SECONDS",
+                                                 max(10.0, 4 * REPORT_STEP_SECONDS)))
+# A report no worker has started for this long is given up on the same way.
+REPORT_QUEUE_TIMEOUT_SECONDS = float(os.environ.get("REPORT_QUEUE_TIMEOUT_SECONDS", "600"))
+
+# The report pages need a login (Django's own login page, reports' template).
+# https://docs.djangoproject.com/en/5.2/ref/settings/#login-url
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "reports:create"
+LOGOUT_REDIRECT_URL = "login"
+
+# Warnings of the project's own code (a lost task, with its error id) on the
+# console, which is the log of runserver and of the worker.
+# https://docs.djangoproject.com/en/5.2/topics/logging/
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"reports": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+}
 
 # --- Security when DEBUG is false (`manage.py check --deploy`) -----------------
 
@@ -163,7 +225,11 @@ if env_bool("BEHIND_TLS_PROXY", False):
 # Read by django_demo/celery.py through config_from_object(namespace="CELERY"):
 # CELERY_BROKER_URL here is Celery's broker_url, and so on.
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The embedded Valkey of `make lab` listens on 127.0.0.1 without a password;
+# a broker with one: redis://USER:PASSWORD@HOST:6379/0, or the password in
+# the file REDIS_PASSWORD_FILE names (compose's Redis, with its ACL user).
+REDIS_URL = with_password(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                          env_secret("REDIS_PASSWORD"))
 
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url
 CELERY_BROKER_URL = REDIS_URL

@@ -1,9 +1,11 @@
-"""URLs: the admin, and the report pages at the site root."""
+"""URLs: the admin, logging in and out, and the report pages at the site root."""
 
 from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # login/, logout/ (and password change) with Django's own views.
+    path("accounts/", include("django.contrib.auth.urls")),
     path("", include("reports.urls")),
 ]

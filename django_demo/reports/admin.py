@@ -7,7 +7,8 @@ from .models import Report
 
 @admin.register(Report)
 class ReportAdmin(admin.ModelAdmin):
-    list_display = ["id", "title", "status", "progress", "created", "finished"]
+    list_display = ["title", "owner", "status", "progress", "created", "finished"]
     list_filter = ["status"]
-    search_fields = ["title", "task_id"]
-    readonly_fields = ["task_id", "created", "finished"]
+    # The error id the page shows finds the report (and the log lines) here.
+    search_fields = ["title", "task_id", "error_id"]
+    readonly_fields = ["id", "task_id", "error_id", "heartbeat", "created", "finished"]

@@ -1,75 +1,127 @@
-"""Ask for a report, watch it being made, download it."""
+"""Ask for a report, watch it being made, download it; try again if it failed.
+
+Every page needs a login, and shows a user their own reports only: another
+user's report answers 404, exactly as a report that does not exist.
+"""
 
 from pathlib import Path
 
 from celery.utils import uuid
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
 from kombu.exceptions import OperationalError
 
 from .forms import ReportForm
 from .models import Report
 from .tasks import generate_report
+from .watchdog import notice_lost
 
 BROKER_DOWN = ("无法连接消息代理（broker），报表没有创建。请先启动 Redis/Valkey"
                "（make lab 会自动启动一个），然后重试。"
                " The message broker is unreachable: the report was not created.")
+RETRY_BROKER_DOWN = "无法连接消息代理（broker），没能重试。请先启动 Redis/Valkey，然后再试一次。"
 
 
+def own_report(request, pk) -> Report:
+    """The user's report ``pk``, with a lost task noticed; 404 for anyone else's."""
+    return notice_lost(get_object_or_404(Report, pk=pk, owner=request.user))
+
+
+def send_on_commit(report: Report) -> None:
+    """Give ``report`` a new task id and send its task once the row is committed.
+
+    The task id is chosen here, because apply_async_on_commit() and
+    delay_on_commit() return None (the message is only sent after the
+    commit), so there is no AsyncResult to read the id from. Sent inside the
+    transaction (plain delay()), the task could run before the commit and
+    not find the row. Ids, not objects, travel in the message."""
+    report.task_id = uuid()
+    report.heartbeat = timezone.now()  # sent: the queue timeout counts from here
+    report.save()
+    generate_report.apply_async_on_commit((str(report.pk),), task_id=report.task_id)
+
+
+@login_required
 def create_report(request):
-    form = ReportForm(request.POST or None)
+    # Bound on every POST, even an empty one: its errors must show.
+    form = ReportForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
-        # The task id is chosen here, because apply_async_on_commit() and
-        # delay_on_commit() return None (the message is only sent after the
-        # commit), so there is no AsyncResult to read the id from.
-        task_id = uuid()
         report = None
         try:
             with transaction.atomic():
                 report = form.save(commit=False)
-                report.task_id = task_id
-                report.save()
-                # Sent only once the row is committed: a worker that picks the
-                # task up at once must find the row. Sent inside the transaction
-                # (plain delay()), the task could run before the commit and
-                # fail with Report.DoesNotExist.
-                generate_report.apply_async_on_commit((report.pk,), task_id=task_id)
+                report.owner = request.user
+                send_on_commit(report)
         except OperationalError:
             # on_commit callbacks run *after* the commit, so the row exists
             # when publishing fails (broker down, after the short retry policy
-            # in settings). Delete it: no row waits forever for a task that was
-            # never sent. (This relies on the view not running inside an outer
+            # in settings). Delete it: no row waits for a task that was never
+            # sent. (This relies on the view not running inside an outer
             # transaction: ATOMIC_REQUESTS stays off.)
             if report is not None and report.pk is not None:
                 Report.objects.filter(pk=report.pk).delete()
             form.add_error(None, BROKER_DOWN)
-            return render(request, "reports/form.html", _form_context(form), status=503)
+            return render(request, "reports/form.html", _form_context(request, form), status=503)
         return redirect(report)
-    return render(request, "reports/form.html", _form_context(form))
+    status = 400 if form.is_bound else 200
+    return render(request, "reports/form.html", _form_context(request, form), status=status)
 
 
-def _form_context(form) -> dict:
-    return {"form": form, "recent": Report.objects.all()[:10]}
+def _form_context(request, form) -> dict:
+    return {"form": form, "recent": [notice_lost(r) for r in request.user.reports.all()[:10]]}
 
 
-def report_detail(request, pk: int):
-    report = get_object_or_404(Report, pk=pk)
+@login_required
+def report_detail(request, pk):
+    report = own_report(request, pk)
     return render(request, "reports/detail.html", {"report": report, "status": report.as_status()})
 
 
 @require_GET
-def report_status(request, pk: int):
-    """JSON polled by the report page: status, progress (0-100), error, download_url."""
-    report = get_object_or_404(Report, pk=pk)
+def report_status(request, pk):
+    """JSON polled by the report page: status, progress (0-100), message,
+    error_id, download_url, retry_url. JSON errors too (401, 404): the page's
+    script reads them, and stops."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"detail": "请先登录。"}, status=401)
+    try:
+        report = own_report(request, pk)
+    except Http404:
+        return JsonResponse({"detail": "没有这个报表。"}, status=404)
     return JsonResponse(report.as_status())
 
 
+@login_required
+@require_POST
+def retry_report(request, pk):
+    """A failed report, sent again under a new task id (the old one, if it
+    ever turns up, finds the report no longer waiting for it)."""
+    report = own_report(request, pk)
+    if report.status != Report.Status.FAILED:
+        return redirect(report)
+    previous = {f: getattr(report, f) for f in ("status", "message", "error_id", "task_id", "finished")}
+    try:
+        with transaction.atomic():
+            report.status, report.progress, report.file = Report.Status.PENDING, 0, ""
+            report.message = report.error_id = ""
+            report.finished = None
+            send_on_commit(report)
+    except OperationalError:
+        # Committed, but not sent: back to failed, as it was, saying why.
+        previous["message"] = RETRY_BROKER_DOWN
+        Report.objects.filter(pk=report.pk).update(**previous)
+    return redirect(report)
+
+
+@login_required
 @require_GET
-def download_report(request, pk: int):
-    report = get_object_or_404(Report, pk=pk)
+def download_report(request, pk):
+    report = own_report(request, pk)
     if report.download_url is None:
         raise Http404("报表还没有生成。")
     root = Path(settings.MEDIA_ROOT).resolve()
