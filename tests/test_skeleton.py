@@ -1,0 +1,167 @@
+"""The chapter skeleton of ../shared/COURSE.md, point by point, on the chapters
+built on it: a header line, checkpoints, predict-then-run prompts, 本章小结,
+常见错误, exercises whose checks fail on the empty attempt and pass on the
+reference answer, collapsed plumbing and answers, no test machinery in the prose.
+
+The committed outputs record what each check printed; strict nbval re-runs
+every notebook and compares, so "❌ on the empty attempt, ✅ on the reference
+answer" is proven again on every test run, not only read from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import selfcheck
+from tests.helpers import NOTEBOOKS
+
+#: The chapters on the skeleton (issue 12 adds 04-06; chapters 07+ start on it).
+ON_SKELETON = [p for p in NOTEBOOKS if p.name[:2] in {"01", "02", "03"}]
+SECTIONS = ["## 准备", "## 本章小结", "## 常见错误", "## 练习", "## 参考答案", "## 下一步"]
+HEADER = re.compile(r"\*\*预计用时：\*\*\s*\d+\s*分钟.*\*\*先修：\*\*.+\*\*学完你将得到：\*\*.+")
+#: What the prose never talks about: the test machinery.
+MACHINERY = re.compile(r"nbval|sanitiz|placeholder|占位|NBVAL", re.IGNORECASE)
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def text_output(cell: dict) -> str:
+    return "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o["output_type"] == "stream")
+
+
+def tags(cell: dict) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def hidden(cell: dict) -> bool:
+    return cell.get("metadata", {}).get("jupyter", {}).get("source_hidden", False) is True
+
+
+def markdown(path: Path) -> str:
+    return "\n".join(source(c) for c in cells(path) if c["cell_type"] == "markdown")
+
+
+def tagged(path: Path, tag: str) -> list[int]:
+    return [i for i, c in enumerate(cells(path)) if tag in tags(c)]
+
+
+def heading_index(path: Path, heading: str) -> int:
+    return next(i for i, c in enumerate(cells(path))
+                if c["cell_type"] == "markdown" and re.search(rf"^{re.escape(heading)}\s*$", source(c), re.M))
+
+
+ids = {"ids": lambda p: p.name[:2]}
+
+
+@pytest.mark.parametrize("path", ON_SKELETON, **ids)
+def test_the_header_line_says_minutes_prerequisites_and_outcome(path):
+    first = source(cells(path)[0])
+    assert HEADER.search(first), "the title cell needs **预计用时：** N 分钟 · **先修：** … · **学完你将得到：** …"
+
+
+@pytest.mark.parametrize("path", ON_SKELETON, **ids)
+def test_the_sections_are_there_in_order(path):
+    text = markdown(path)
+    positions = [text.find(f"{s}\n") for s in SECTIONS]
+    assert -1 not in positions, f"missing: {[s for s, p in zip(SECTIONS, positions, strict=True) if p < 0]}"
+    assert positions == sorted(positions)
+
+
+@pytest.mark.parametrize("path", ON_SKELETON, **ids)
+def test_common_mistakes_go_from_symptom_to_cause_to_fix(path):
+    text = markdown(path)
+    section = text[text.index("## 常见错误"):text.index("## 练习")]
+    assert re.search(r"\|\s*症状\s*\|\s*原因\s*\|\s*解决\s*\|", section), "a table: | 症状 | 原因 | 解决 |"
+    rows = [line for line in section.splitlines() if line.startswith("|") and "---" not in line]
+    assert len(rows) >= 4, "at least three mistakes"
+
+
+@pytest.mark.parametrize("path", ON_SKELETON, **ids)
+def test_two_to_four_checkpoints_all_passing(path):
+    found = tagged(path, "checkpoint")
+    assert 2 <= len(found) <= 4, f"{len(found)} checkpoints"
+    for i in found:
+        cell = cells(path)[i]
+        assert "selfcheck.checkpoint(" in source(cell)
+        out = text_output(cell)
+        assert selfcheck.OK in out and selfcheck.FAIL not in out, f"cell {i}: {out!r}"
+
+
+@pytest.mark.parametrize("path", [p for p in ON_SKELETON if p.name[:2] in {"01", "03"}], **ids)
+def test_predict_then_run_before_the_surprising_cells(path):
+    prompts = [i for i, c in enumerate(cells(path)) if c["cell_type"] == "markdown" and "**先预测：**" in source(c)]
+    assert prompts, "a **先预测：** prompt before a cell whose outcome surprises"
+    for i in prompts:
+        assert cells(path)[i + 1]["cell_type"] == "code", f"the prompt in cell {i} is followed by the cell it is about"
+
+
+def exercise_numbers(path: Path) -> list[int]:
+    return sorted({int(m) for c in cells(path) for t in tags(c) for m in re.findall(r"^exercise-(\d+)-", t)})
+
+
+@pytest.mark.parametrize("path", ON_SKELETON, **ids)
+def test_every_exercise_fails_on_the_empty_attempt_and_passes_on_the_reference(path):
+    numbers = exercise_numbers(path)
+    assert numbers, "exercises with checks"
+    module = __import__(f"selfcheck.ch{path.name[:2]}", fromlist=["exercises"])
+    assert module.exercises.numbers == numbers, "a registered check for every exercise, and an exercise for every check"
+    answers_start = heading_index(path, "## 参考答案")
+    every = cells(path)
+    for n in numbers:
+        attempt, = tagged(path, f"exercise-{n}-answer")
+        reference, = tagged(path, f"exercise-{n}-reference")
+        checks = tagged(path, f"exercise-{n}-check")
+        assert attempt < answers_start < reference, f"exercise {n}: attempt before 参考答案, reference after"
+        assert checks == [attempt + 1, reference + 1], f"exercise {n}: a check right after each"
+        assert not hidden(every[attempt]) and hidden(every[reference]), \
+            f"exercise {n}: the attempt is open, the reference answer collapsed"
+        for i in checks:
+            assert f".check({n}, globals())" in source(every[i])
+        before, after = text_output(every[checks[0]]), text_output(every[checks[1]])
+        assert f"{selfcheck.FAIL} 练习 {n}" in before and selfcheck.OK not in before, f"exercise {n}, empty: {before!r}"
+        assert after.strip() == f"{selfcheck.OK} 练习 {n}：通过", f"exercise {n}, reference: {after!r}"
+
+
+@pytest.mark.parametrize("path", ON_SKELETON, **ids)
+def test_plumbing_is_collapsed_and_says_what_it_is(path):
+    for i in tagged(path, "plumbing"):
+        cell = cells(path)[i]
+        assert hidden(cell), f"cell {i}: plumbing is collapsed"
+        assert source(cell).lstrip().startswith("#"), f"cell {i}: plumbing starts with a comment saying so"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
+def test_the_prose_never_talks_about_the_test_machinery(path):
+    assert not MACHINERY.findall(markdown(path))
+
+
+def test_the_checks_fail_on_nothing_at_all():
+    """Whatever a chapter's check is given before the learner ran anything, it
+    reports a problem instead of raising or passing."""
+    for path in ON_SKELETON:
+        module = __import__(f"selfcheck.ch{path.name[:2]}", fromlist=["exercises"])
+        for n in module.exercises.numbers:
+            assert module.exercises.problems(n, {}), f"chapter {path.name[:2]}, exercise {n}"
+
+
+def test_checkpoint_and_check_print_what_they_found(capsys):
+    assert selfcheck.checkpoint("能连上", True, fix="无") is True
+    assert selfcheck.checkpoint("会出错", lambda: 1 / 0, fix="重新运行准备单元格") is False
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["✅ 能连上", "❌ 会出错", "   怎么办：重新运行准备单元格",
+                                "   （出错：ZeroDivisionError: division by zero）"]
+    demo = selfcheck.Exercises(99)
+    demo.register(1)(lambda ns: selfcheck.given(ns, "answer", "一个数") or ([] if ns["answer"] == 42 else ["不对"]))
+    assert demo.check(1, {"answer": ...}) is False
+    assert demo.check(1, {"answer": 41}) is False and demo.check(1, {"answer": 42}) is True
+    assert capsys.readouterr().out.splitlines()[-1] == "✅ 练习 1：通过"
