@@ -16,12 +16,18 @@ from .paths import REPO_ROOT
 RULES_FILE = Path(__file__).with_name("nbval_sanitize.cfg")
 
 
+def config_rules(path: Path = RULES_FILE) -> list[tuple[str, str, str]]:
+    """The rules of the sanitize file, in order: (name, regex, replacement)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    with open(path, encoding="utf-8") as f:
+        parser.read_file(f)
+    return [(name, parser[name]["regex"], parser[name]["replace"]) for name in parser.sections()]
+
+
 @lru_cache(maxsize=1)
 def _rules() -> list[tuple[re.Pattern, str]]:
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(RULES_FILE, encoding="utf-8")
     rules = []
-    # Machine-specific strings first, so the generic patterns see placeholders.
+    # Machine-specific strings first, so the rules of the file see placeholders.
     for literal, placeholder in ((str(REPO_ROOT), "."), (sys.prefix, "VENV")):
         rules.append((re.compile(re.escape(literal)), placeholder))
     host = re.escape(socket.gethostname())
@@ -32,13 +38,13 @@ def _rules() -> list[tuple[re.Pattern, str]]:
     # (make lab and the tests give each session one, under /tmp).
     for tmp in dict.fromkeys((os.path.realpath(tempfile.gettempdir()), os.path.realpath("/tmp"))):
         rules.append((re.compile(re.escape(tmp) + r"/[\w.-]+"), "TMPDIR"))
-    for section in parser.sections():
-        rules.append((re.compile(parser[section]["regex"]), parser[section]["replace"]))
+    for _name, regex, replacement in config_rules():
+        rules.append((re.compile(regex), replacement))
     return rules
 
 
 def sanitize(text: str) -> str:
-    """Replace task ids, host names, pids, ports, timestamps, durations and paths."""
+    """Replace task ids, host names, pids, ports, times of day and measured durations, and paths."""
     for pattern, replacement in _rules():
         text = pattern.sub(replacement, text)
     return text

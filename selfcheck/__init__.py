@@ -26,14 +26,17 @@ The notebook's cells, tagged so that the tests can find them:
 
 Checks never raise: an exception in the learner's code is reported as one of
 the problems, so Run All goes on. They print ✅ only when every condition holds.
+They return a ``Verdict``: true when it passed, and shown as nothing by Jupyter
+(the printed line is the answer), so a cell need not end in ``;``.
 """
 
 from __future__ import annotations
 
+import dis
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["FAIL", "OK", "Exercises", "checkpoint", "given"]
+__all__ = ["FAIL", "OK", "Exercises", "Verdict", "checkpoint", "given"]
 
 OK = "✅"
 FAIL = "❌"
@@ -42,11 +45,22 @@ FAIL = "❌"
 Problems = list[str]
 
 
+class Verdict(int):
+    """1 (passed) or 0 (not yet): truthy like a bool, and invisible as a cell's
+    last value in Jupyter, so only the printed ✅/❌ line shows."""
+
+    def __repr__(self) -> str:
+        return "passed" if self else "not passed"
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 
-def checkpoint(label: str, condition, *, fix: str) -> bool:
+def checkpoint(label: str, condition, *, fix: str) -> Verdict:
     """Print ✅ ``label`` if ``condition`` (a value, or a callable returning one)
     is true, else ❌ and ``fix``. An exception counts as false and is shown."""
     error = None
@@ -60,7 +74,7 @@ def checkpoint(label: str, condition, *, fix: str) -> bool:
         print(f"{FAIL} {label}\n   怎么办：{fix}")
         if error:
             print(f"   （出错：{error}）")
-    return ok
+    return Verdict(ok)
 
 
 def given(namespace: dict, name: str, what: str) -> Problems:
@@ -75,10 +89,17 @@ def given(namespace: dict, name: str, what: str) -> Problems:
     return []
 
 
+#: The only instructions of a function whose body is ``...``, ``pass`` or a docstring.
+_STUB_OPS = {"RESUME", "NOP", "LOAD_CONST", "POP_TOP", "RETURN_VALUE", "RETURN_CONST"}
+
+
 def _is_stub(code) -> bool:
-    """A function whose whole body is ``...`` (or ``pass``): it returns None at once."""
-    # Such a body compiles to "return None" only: no names, no other constants.
-    return not code.co_names and code.co_consts in ((None,), (Ellipsis, None), (None, Ellipsis), ())
+    """A function whose whole body is ``...`` (or ``pass``, or only a docstring):
+    it returns None without looking at anything."""
+    instructions = list(dis.get_instructions(code))
+    return all(i.opname in _STUB_OPS for i in instructions) and all(
+        i.argval is None or i.argval is Ellipsis or isinstance(i.argval, str)
+        for i in instructions if i.opname in ("LOAD_CONST", "RETURN_CONST"))
 
 
 @dataclass
@@ -108,13 +129,13 @@ class Exercises:
         except Exception as exc:
             return [f"运行你的答案时出错：{_describe(exc)}"]
 
-    def check(self, number: int, namespace: dict) -> bool:
-        """Print ✅ or ❌ and what is still wrong; True if right."""
+    def check(self, number: int, namespace: dict) -> Verdict:
+        """Print ✅ or ❌ and what is still wrong; a true Verdict if right."""
         found = self.problems(number, namespace)
         if not found:
             print(f"{OK} 练习 {number}：通过")
-            return True
+            return Verdict(True)
         print(f"{FAIL} 练习 {number}：还没有完成")
         for problem in found:
             print(f"   - {problem}")
-        return False
+        return Verdict(False)

@@ -117,9 +117,14 @@ def tracked_texts() -> list[tuple[str, str]]:
     return texts
 
 
+#: Passwords of throwaway servers a chapter starts and stops in the same cell, to show
+#: how a URL carries a password (02: "p@ss:w/rd" URL-encoded) and what a wrong one gives.
+DEMO_PASSWORDS = {"p%40ss%3Aw%2Frd", "wrong"}
+
+
 def published(text: str) -> list[str]:
     return [match[0] for pattern in PASSWORD_IN_USE for match in pattern.finditer(text)
-            if not PLACEHOLDERS.match(match["secret"])]
+            if not PLACEHOLDERS.match(match["secret"]) and match["secret"] not in DEMO_PASSWORDS]
 
 
 @pytest.mark.parametrize("text, found", [

@@ -145,6 +145,14 @@ def test_the_prose_never_talks_about_the_test_machinery(path):
     assert not MACHINERY.findall(markdown(path))
 
 
+def test_a_verdict_shows_nothing_in_jupyter_but_is_true_or_false():
+    from IPython.core.formatters import DisplayFormatter
+
+    passed, failed = selfcheck.Verdict(True), selfcheck.Verdict(False)
+    assert passed and not failed and repr(passed) == "passed"
+    assert DisplayFormatter().format(passed) == ({}, {})  # nothing displayed as the cell's value
+
+
 def test_the_checks_fail_on_nothing_at_all():
     """Whatever a chapter's check is given before the learner ran anything, it
     reports a problem instead of raising or passing."""
@@ -155,13 +163,30 @@ def test_the_checks_fail_on_nothing_at_all():
 
 
 def test_checkpoint_and_check_print_what_they_found(capsys):
-    assert selfcheck.checkpoint("能连上", True, fix="无") is True
-    assert selfcheck.checkpoint("会出错", lambda: 1 / 0, fix="重新运行准备单元格") is False
+    assert selfcheck.checkpoint("能连上", True, fix="无")
+    assert not selfcheck.checkpoint("会出错", lambda: 1 / 0, fix="重新运行准备单元格")
     out = capsys.readouterr().out
     assert out.splitlines() == ["✅ 能连上", "❌ 会出错", "   怎么办：重新运行准备单元格",
                                 "   （出错：ZeroDivisionError: division by zero）"]
     demo = selfcheck.Exercises(99)
     demo.register(1)(lambda ns: selfcheck.given(ns, "answer", "一个数") or ([] if ns["answer"] == 42 else ["不对"]))
-    assert demo.check(1, {"answer": ...}) is False
-    assert demo.check(1, {"answer": 41}) is False and demo.check(1, {"answer": 42}) is True
+    assert not demo.check(1, {"answer": ...})
+    assert not demo.check(1, {"answer": 41}) and demo.check(1, {"answer": 42})
     assert capsys.readouterr().out.splitlines()[-1] == "✅ 练习 1：通过"
+
+
+def test_given_tells_a_stub_from_an_answer():
+    def stub(x): ...
+
+    def documented_stub(x):
+        """Return x + 1."""
+
+    def one_liner(x): return x
+
+    def constant(): return 42
+
+    for value in (..., None, stub, documented_stub):
+        assert selfcheck.given({"f": value}, "f", "一个函数"), value
+    assert selfcheck.given({}, "f", "一个函数")
+    for value in (one_liner, constant, 0, "", []):
+        assert selfcheck.given({"f": value}, "f", "一个函数") == [], value

@@ -1,0 +1,187 @@
+"""Chapter 01's exercise checks: each one runs the learner's code against the
+chapter's real worker and measures what happens.
+
+    from selfcheck import ch01
+    ch01.exercises.check(1, globals())
+
+demo_tasks is imported inside the checks, never at import time: its app reads
+REDIS_URL when first imported, which must happen after the chapter's
+preparation pointed REDIS_URL at the chapter's own database.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from selfcheck import Exercises, Problems, given
+
+exercises = Exercises(1)
+
+#: Exercise 3: a web server with WORKERS sync workers, USERS requests at once,
+#: each needing SECONDS of work (the question's 3 s, scaled down).
+USERS, WORKERS, SECONDS = 10, 4, 0.3
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _serve(view, users: int = USERS, workers: int = WORKERS) -> tuple[list[float], list]:
+    """The notebook's serve(), kept here so that a changed serve() in the notebook
+    cannot change the check: each user's wait (s) and what each view returned."""
+    arrived = time.perf_counter()
+
+    def handle(i):
+        returned = view(i)
+        return time.perf_counter() - arrived, returned
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        done = list(pool.map(handle, range(users)))
+    return [wait for wait, _ in done], [returned for _, returned in done]
+
+
+def _worker_idle(timeout: float = 20.0) -> bool:
+    """Wait until the chapter's worker runs and holds no task (tasks an earlier
+    attempt queued would make a timing wrong). False if it never does: no
+    worker answers, or it stays busy."""
+    from demo_tasks.tasks import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        inspect = app.control.inspect(timeout=1.0, limit=1)   # one worker in this chapter: the first reply will do
+        active, reserved = inspect.active(), inspect.reserved()
+        if active is not None and reserved is not None \
+                and not any(active.values()) and not any(reserved.values()):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@exercises.register(1)
+def _add_in_the_worker(ns: dict) -> Problems:
+    from celery.result import AsyncResult
+
+    from demo_tasks.tasks import app
+
+    result, answer = ns.get("result_1"), ns.get("answer_1")
+    if isinstance(result, AsyncResult) and answer is None:
+        return ["`answer_1` 是 None：结果还没到就读了 `.result`？用 `result_1.get(timeout=10)` 等它"]
+    problems = (given(ns, "result_1", "排队时 `add.delay(40, 2)` 返回的对象")
+                + given(ns, "answer_1", "从 worker 取回的结果"))
+    if problems:
+        return problems
+    if not isinstance(result, AsyncResult):
+        return [f"`result_1` 应该是 `delay()` 返回的 AsyncResult，现在是 {type(result).__name__}："
+                "是不是直接调用了 `add(40, 2)`？"]
+    if isinstance(answer, AsyncResult):
+        return ["`answer_1` 还是一个 AsyncResult：用 `result_1.get(timeout=10)` 取回结果"]
+    # What the worker stored in the result backend, looked up again by the task id.
+    stored = AsyncResult(result.id, app=app)
+    if stored.state != "SUCCESS":
+        return [f"结果后端里这个任务的状态是 {stored.state}，还不是 SUCCESS：worker 在运行吗？"
+                "重新运行“准备”里的单元格，再运行你的答案"]
+    if stored.result != 42:
+        return [f"worker 算出的是 {stored.result!r}，不是 42：参数应该是 (40, 2)"]
+    if answer != 42:
+        return [f"`answer_1` 是 {answer!r}，不是 worker 算出的 42"]
+    return []
+
+
+@exercises.register(2)
+def _four_tasks_two_processes(ns: dict) -> Problems:
+    from celery.result import AsyncResult
+
+    problems = (given(ns, "predicted_2", "你预测的总用时（秒，一个数）")
+                + given(ns, "four_tasks", "排队 4 个任务、等它们做完、返回 4 个结果"))
+    if problems:
+        return problems
+    predicted = ns["predicted_2"]
+    if not _is_number(predicted):
+        return [f"`predicted_2` 应该是一个数（秒），现在是 {predicted!r}"]
+    if not _worker_idle():
+        return ["worker 没有回应，或者一直有没做完的任务：等几秒再检查；还不行就重新运行“准备”里的单元格"]
+    started = time.perf_counter()
+    values = ns["four_tasks"]()
+    elapsed = time.perf_counter() - started
+    values = list(values) if isinstance(values, (list, tuple)) else values
+    if isinstance(values, list) and any(isinstance(v, AsyncResult) for v in values):
+        return ["`four_tasks()` 返回的是 AsyncResult：先用 `get(timeout=10)` 取回结果"]
+    if values != [0, 2, 4, 6]:
+        return [f"`four_tasks()` 返回了 {values!r}，应该是 [0, 2, 4, 6]（slow_add(i, i, seconds=1)，i = 0…3）"]
+    rounds = math.ceil(4 / 2)  # 4 tasks, 2 child processes
+    problems = []
+    if elapsed < rounds - 0.1:
+        problems.append(f"4 个任务只用了 {elapsed:.2f} 秒：每个任务都应该是 seconds=1")
+    elif elapsed > 3.5:
+        problems.append(f"4 个任务用时 {elapsed:.2f} 秒，接近一个接一个执行的 4 秒：先把 4 个任务都用 delay() "
+                        "放进队列，再逐个 get()；不要直接调用 slow_add，也不要每个 delay() 之后马上 get()")
+    if abs(predicted - rounds) > 0.25:
+        problems.append(f"你预测 {predicted} 秒，这次实际用时 {elapsed:.2f} 秒：2 个子进程同时只能执行 2 个任务，"
+                        "4 个任务要分几轮？")
+    return problems
+
+
+@exercises.register(3)
+def _ten_users_four_workers(ns: dict) -> Problems:
+    from celery.result import AsyncResult
+
+    names = {
+        "blocking_view": "阻塞版视图：直接调用 slow_add(i, i, seconds=0.3)",
+        "queued_view": "排队版视图：slow_add.delay(i, i, seconds=0.3)，立刻返回",
+        "predicted_blocking": "算出的阻塞版最慢用户的等待（秒）",
+        "predicted_queued": "算出的排队版最慢用户的等待（秒）",
+        "measured_blocking": "测出的阻塞版最慢用户的等待：max(serve(blocking_view))",
+        "measured_queued": "测出的排队版最慢用户的等待：max(serve(queued_view))",
+    }
+    problems = [p for name, what in names.items() for p in given(ns, name, what)]
+    if problems:
+        return problems
+    figures = ("predicted_blocking", "predicted_queued", "measured_blocking", "measured_queued")
+    not_numbers = [name for name in figures if not _is_number(ns[name])]
+    if not_numbers:
+        return [f"`{name}` 应该是一个数（秒）" for name in not_numbers]
+
+    rounds = math.ceil(USERS / WORKERS)
+    expected = rounds * SECONDS          # the slowest user of the blocking server
+    problems = []
+    if abs(ns["predicted_blocking"] - expected) > 0.05:
+        problems.append(f"再算一次 `predicted_blocking`：{USERS} 个请求、{WORKERS} 个工作进程，"
+                        f"每个请求 {SECONDS} 秒，要分几轮处理？")
+    if not 0 <= ns["predicted_queued"] < 0.1:
+        problems.append("再想想 `predicted_queued`：排队版的视图只发一条消息就返回，不等任务做完")
+
+    # The real run, with the learner's views: blocking first.
+    waits, returned = _serve(ns["blocking_view"])
+    slowest_blocking = max(waits)
+    if returned != [i + i for i in range(USERS)]:
+        problems.append("`blocking_view(i)` 应该返回 slow_add(i, i, seconds=0.3) 的结果 i + i")
+    elif slowest_blocking < expected - 0.05:
+        problems.append(f"阻塞版最慢的用户只等了 {slowest_blocking:.2f} 秒：blocking_view 要直接调用 "
+                        "slow_add(i, i, seconds=0.3)")
+    elif slowest_blocking > expected + 0.45:
+        problems.append(f"阻塞版最慢的用户等了 {slowest_blocking:.2f} 秒，远多于 {rounds} 轮 × {SECONDS} 秒："
+                        "是不是写成了 delay().get()？那样每个请求都要排队等 worker 的 2 个子进程")
+
+    waits, returned = _serve(ns["queued_view"])
+    slowest_queued = max(waits)
+    if not all(isinstance(r, AsyncResult) for r in returned):
+        problems.append("`queued_view(i)` 应该返回 `slow_add.delay(i, i, seconds=0.3)` 给的 AsyncResult")
+    else:
+        if slowest_queued >= SECONDS:
+            problems.append(f"排队版最慢的用户等了 {slowest_queued:.2f} 秒：queued_view 在 delay() 之后要立刻返回，"
+                            "不要 get()")
+        # The work still gets done, by the worker, in the background.
+        if [r.get(timeout=30) for r in returned] != [i + i for i in range(USERS)]:
+            problems.append("worker 算出的结果不对：queued_view 应该排队 slow_add(i, i, seconds=0.3)")
+
+    # The learner's measured figures, against this run.
+    measured_blocking, measured_queued = ns["measured_blocking"], ns["measured_queued"]
+    if measured_blocking < expected - 0.05 or abs(measured_blocking - slowest_blocking) > 0.4:
+        problems.append(f"`measured_blocking` 是 {measured_blocking!r}，这里重新测得用时 {slowest_blocking:.2f} 秒："
+                        "用 max(serve(blocking_view)) 测量")
+    if not 0 <= measured_queued < SECONDS:
+        problems.append(f"`measured_queued` 是 {measured_queued!r}，这里重新测得用时 {slowest_queued:.3f} 秒："
+                        "用 max(serve(queued_view)) 测量")
+    return problems
