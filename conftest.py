@@ -36,7 +36,7 @@ def pytest_xdist_auto_num_workers(config):
 
 #: Files that take longest start first, so that pytest-xdist's workers end together
 #: (with --dist loadfile, files are handed out in the order they were collected).
-LONGEST_FIRST = ("test_learner_mode.py", "04_flower.ipynb", "06_periodic_tasks.ipynb",
+LONGEST_FIRST = ("test_learner_mode.py", "test_commands.py", "04_flower.ipynb", "06_periodic_tasks.ipynb",
                  "05_django_integration.ipynb", "test_lab_pictures.py")
 
 

@@ -73,6 +73,7 @@ def _serve() -> int:
     # installation's SECRET_KEY and local user for every process of the session;
     # the project's database (SQLite by default) is migrated and has that user
     # before any notebook needs it.
+    banner = credentials.banner()  # before the variables below: it says where each password came from
     os.environ.update(credentials.local_django_env())
     if not prepare_django():
         stop_all()
@@ -106,7 +107,7 @@ def _serve() -> int:
         first = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))[0].name
         url = url.replace("/lab?token=", f"/lab/tree/notebooks/{first}?token=")
         # Once, the way Jupyter prints its token (the files keep them).
-        print(credentials.banner())
+        print(banner)
         print(f"JupyterLab: {url}")
         print("In a second terminal (with .venv activated): celery -A demo_tasks.tasks worker --loglevel=info")
         print("Press Ctrl-C to stop JupyterLab and the broker.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 
 import launcher
@@ -25,6 +26,8 @@ def test_lab_serves_the_course_and_stops_everything_on_ctrl_c(tmp_path):
         # The passwords of this installation, printed once (as Jupyter prints its token).
         flower_password, admin_password = credentials.flower_auth()[1], credentials.admin_auth()[1]
         assert output.count(flower_password) == 1 and output.count(admin_password) == 1, output
+        if not os.environ.get("COURSE_ADMIN_PASSWORD"):
+            assert "(from .secrets/admin-password)" in output, output
         assert "celery-course" not in output
         login = launcher.manage("shell", "--verbosity=0", "-c", CAN_LOG_IN,
                                 env={**credentials.local_django_env(),
