@@ -63,8 +63,6 @@ def _worker_idle(timeout: float = 20.0) -> bool:
 def _add_in_the_worker(ns: dict) -> Problems:
     from celery.result import AsyncResult
 
-    from demo_tasks.tasks import app
-
     result, answer = ns.get("result_1"), ns.get("answer_1")
     if isinstance(result, AsyncResult) and answer is None:
         return ["`answer_1` 是 None：结果还没到就读了 `.result`？用 `result_1.get(timeout=10)` 等它"]
@@ -72,6 +70,8 @@ def _add_in_the_worker(ns: dict) -> Problems:
                 + given(ns, "answer_1", "从 worker 取回的结果"))
     if problems:
         return problems
+    from demo_tasks.tasks import app  # only now: importing it makes its app the current one
+
     if not isinstance(result, AsyncResult):
         return [f"`result_1` 应该是 `delay()` 返回的 AsyncResult，现在是 {type(result).__name__}："
                 "是不是直接调用了 `add(40, 2)`？"]

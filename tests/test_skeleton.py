@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,8 @@ import pytest
 import selfcheck
 from tests.helpers import NOTEBOOKS
 
-#: The chapters on the skeleton (issue 12 adds 04-06; chapters 07+ start on it).
-ON_SKELETON = [p for p in NOTEBOOKS if p.name[:2] in {"01", "02", "03"}]
+#: The chapters on the skeleton (all of them; chapters 07+ start on it).
+ON_SKELETON = [p for p in NOTEBOOKS if p.name[:2] in {"01", "02", "03", "04", "05", "06"}]
 SECTIONS = ["## 准备", "## 本章小结", "## 常见错误", "## 练习", "## 参考答案", "## 下一步"]
 HEADER = re.compile(r"\*\*预计用时：\*\*\s*\d+\s*分钟.*\*\*先修：\*\*.+\*\*学完你将得到：\*\*.+")
 #: What the prose never talks about: the test machinery.
@@ -155,11 +156,15 @@ def test_a_verdict_shows_nothing_in_jupyter_but_is_true_or_false():
 
 def test_the_checks_fail_on_nothing_at_all():
     """Whatever a chapter's check is given before the learner ran anything, it
-    reports a problem instead of raising or passing."""
+    reports a problem instead of raising or passing, and imports no chapter's
+    Celery app (importing one makes it the current app of this test process)."""
+    imported_before = "demo_tasks.tasks" in sys.modules
     for path in ON_SKELETON:
         module = __import__(f"selfcheck.ch{path.name[:2]}", fromlist=["exercises"])
         for n in module.exercises.numbers:
             assert module.exercises.problems(n, {}), f"chapter {path.name[:2]}, exercise {n}"
+            assert imported_before or "demo_tasks.tasks" not in sys.modules, \
+                f"chapter {path.name[:2]}, exercise {n}: the check imported demo_tasks.tasks before any answer"
 
 
 def test_checkpoint_and_check_print_what_they_found(capsys):

@@ -5,17 +5,21 @@
 1. celery_architecture.png  drawn by architecture.py (matplotlib);
 2. celery_worker.png        the start-up banner of a real demo_tasks worker,
                             from its log, sanitized, as a terminal window;
-3. flower_start.png         Flower's real start-up output, the same way;
-4. flower_web.png           screenshots of that live Flower, taken by headless
+3. flower_web.png           screenshots of that live Flower, taken by headless
    flower_tasks.png         Chromium (Playwright) after real tasks ran: the
    flower_task_detail.png   workers page, the tasks page, one task's page.
-5. django_report_progress.png   django_demo on a temporary SQLite file, with a
+4. django_report_progress.png   django_demo on a temporary SQLite file, with a
    django_report_done.png       real `celery -A django_demo worker` and
    django_admin_results.png     `manage.py runserver`: a report page with the
    django_admin_periodic.png    bar part-way, the same page finished, and the
                                 admin's TaskResult and PeriodicTask lists
                                 (logged in as a course admin whose password
                                 is random and lives only as long as the run).
+5. on_commit_race.png       drawn by on_commit.py (matplotlib): the race of a task sent
+                            inside a transaction, and the order delay_on_commit gives.
+6. beat_timeline.png        drawn by beat_timeline.py from a real beat and
+                            worker run (its own broker): when beat sent each
+                            periodic task and when the worker ran it.
 
 Everything runs on an embedded broker on a free port and is stopped at the
 end, whatever happens. Needs Chromium (see launcher/browser.py) and a CJK font
@@ -89,15 +93,6 @@ def worker_banner(worker) -> None:
     terminal.render("\n".join(lines[start:end + 1]), PICTURES / "celery_worker.png",
                     command=sanitize(worker.display), title="celery worker")
     log("celery_worker.png")
-
-
-def flower_start(flower) -> None:
-    text = flower.tail(400)
-    lines = text.splitlines()
-    end = next(i for i, line in enumerate(lines) if "Connected to " in line)
-    terminal.render("\n".join(lines[:end + 1]), PICTURES / "flower_start.png",
-                    command=sanitize(flower.display), title="celery flower")
-    log("flower_start.png")
 
 
 def flower_api(flower, path: str):
@@ -314,10 +309,19 @@ def django_pictures() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def script_picture(script: str, *pictures: str) -> None:
+    """A picture whose own script makes it (and starts and stops what it needs)."""
+    subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=ROOT)
+    for name in pictures:
+        log(name)
+
+
 def main() -> int:
     started = time.monotonic()
     PICTURES.mkdir(exist_ok=True)
     architecture()
+    script_picture("on_commit.py", "on_commit_race.png")
+    script_picture("beat_timeline.py", "beat_timeline.png")
     try:
         broker = launcher.start_embedded()
         # -E: the worker sends task events, which is what Flower shows.
@@ -327,7 +331,6 @@ def main() -> int:
         flower = start_flower(APP, broker=broker, cwd=str(ROOT))
         until(lambda: "Connected to " in flower.log(), "Flower to connect to the broker")
         until(lambda: flower_api(flower, "/api/workers") != {}, "Flower to list the worker")
-        flower_start(flower)
 
         ids = send_batch(broker.url)
         until(lambda: sorted(t["state"] for t in flower_api(flower, "/api/tasks").values())
