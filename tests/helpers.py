@@ -184,7 +184,15 @@ def start_lab(folder: Path, timeout: float = 120) -> LabSession:
     broker_port = launcher.free_port()
     (folder / "tmp").mkdir(parents=True, exist_ok=True)
     session = f"test-lab-{folder.name}"
+    # Notebooks opened in its JupyterLab get checkpoints: in ``folder``, not beside the
+    # repository's notebooks (the setting is a folder relative to each file's own,
+    # and an absolute path stays itself).
+    config = folder / "jupyter-config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "jupyter_server_config.json").write_text(json.dumps(
+        {"FileCheckpoints": {"checkpoint_dir": str(folder / "checkpoints")}}))
     env = dict(os.environ, LAB_PORT=str(launcher.free_port()), LAB_BROKER_PORT=str(broker_port),
+               JUPYTER_CONFIG_DIR=str(config),
                CELERY_COURSE_SESSION=session,
                DATABASE_URL=f"sqlite:///{folder / 'db.sqlite3'}", TMPDIR=str(folder / "tmp"),
                JUPYTERLAB_SETTINGS_DIR=str(folder / "lab-settings"),
