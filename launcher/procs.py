@@ -346,22 +346,23 @@ class Proc:
 SESSION_VARIABLE = "CELERY_COURSE_SESSION"
 
 
-def session_processes(session: str) -> list[psutil.Process]:
-    """The processes (but this one) whose environment carries ``CELERY_COURSE_SESSION=session``."""
+def session_processes(session: str, variable: str = SESSION_VARIABLE) -> list[psutil.Process]:
+    """The processes (but this one) whose environment carries ``variable=session``
+    (by default ``CELERY_COURSE_SESSION=session``)."""
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.pid != os.getpid() and proc.environ().get(SESSION_VARIABLE) == session:
+            if proc.pid != os.getpid() and proc.environ().get(variable) == session:
                 found.append(proc)
         except psutil.Error:  # gone, a zombie, or another user's
             continue
     return found
 
 
-def sweep(session: str, timeout: float = 10.0) -> list[int]:
+def sweep(session: str, timeout: float = 10.0, variable: str = SESSION_VARIABLE) -> list[int]:
     """Stop every process of a session (session_processes()): SIGTERM, then SIGKILL.
     Returns their pids."""
-    found = session_processes(session)
+    found = session_processes(session, variable)
     for proc in found:
         try:
             proc.terminate()

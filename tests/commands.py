@@ -94,11 +94,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from launcher.broker import free_port
 from launcher.paths import NOTEBOOKS_DIR, REPO_ROOT
-from launcher.procs import Proc, ProcessError, group_alive, wait_for
+from launcher.procs import Proc, ProcessError, group_alive, sweep, wait_for
 
 #: Fence languages whose blocks are commands.
 LANGUAGES = ("shell", "bash", "sh", "console")
@@ -442,37 +440,9 @@ class BlockFailed(AssertionError):
     """A block did not do what it says: the message says what, with the output."""
 
 
-#: Set in every terminal of a block (its value: the block's run); see leftovers().
+#: Set in every terminal of a block (its value: the block's run), so that
+#: launcher.sweep(name, variable=BLOCK_VARIABLE) stops whatever the block left running.
 BLOCK_VARIABLE = "COURSE_COMMAND_BLOCK"
-
-
-def leftovers(name: str) -> list[psutil.Process]:
-    """The processes still carrying ``BLOCK_VARIABLE=name``."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(BLOCK_VARIABLE) == name:
-                found.append(proc)
-        except psutil.Error:  # gone, a zombie, or another user's
-            continue
-    return found
-
-
-def stop_leftovers(name: str, timeout: float = 5.0) -> None:
-    """SIGTERM to what a block left running, then SIGKILL."""
-    found = leftovers(name)
-    for proc in found:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(found, timeout=timeout)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=timeout)
 
 
 class Terminal(Proc):
@@ -517,7 +487,7 @@ class Terminals:
         of theirs went on running in the background."""
         for terminal in reversed(self.terminals):
             terminal.ctrl_c()
-        stop_leftovers(self.name)
+        sweep(self.name, timeout=5.0, variable=BLOCK_VARIABLE)
         for terminal in self.terminals:
             terminal.cleanup()
 

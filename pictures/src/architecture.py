@@ -15,16 +15,13 @@ no software/date metadata, so running it twice gives identical bytes.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless and reproducible; must precede pyplot
 
 import matplotlib.pyplot as plt
-from matplotlib import font_manager
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
 from matplotlib.path import Path as MplPath
 
@@ -40,52 +37,7 @@ X_MAX, Y_MAX = FIG_W * 10, FIG_H * 10
 # Fonts
 # --------------------------------------------------------------------------
 
-from fonts import CJK_FONT_FILES  # noqa: E402 - beside this file
-
-# Substrings of family names that indicate a font covering Chinese.
-CJK_FAMILY_HINTS = ("CJK", "Hei", "PingFang", "WenQuanYi", "Source Han")
-# Within a font collection, prefer the Simplified Chinese face.
-SIMPLIFIED_HINTS = (" SC", "GB", "CN", "Hans")
-
-NO_FONT_MESSAGE = """\
-error: no font with Chinese glyphs was found, so the diagram cannot be drawn.
-Install one and re-run:
-  Debian/Ubuntu: sudo apt-get install fonts-noto-cjk
-  Fedora:        sudo dnf install google-noto-sans-cjk-fonts
-  macOS:         PingFang ships with the system (/System/Library/Fonts/PingFang.ttc)"""
-
-
-def _family_from_file(path: str) -> str:
-    """Register a font file and return its best family name for Chinese."""
-    font_manager.fontManager.addfont(path)
-    # A .ttc collection registers one entry per face (JP, SC, TC, ...).
-    names = sorted(
-        {f.name for f in font_manager.fontManager.ttflist if f.fname == path}
-    )
-    for name in names:
-        if any(hint in name for hint in SIMPLIFIED_HINTS):
-            return name
-    return names[0] if names else font_manager.FontProperties(fname=path).get_name()
-
-
-def find_cjk_family() -> str:
-    """Return a registered font family able to render Simplified Chinese."""
-    for path in CJK_FONT_FILES:
-        if Path(path).is_file():
-            return _family_from_file(path)
-    # Fall back to whatever the system font list offers.
-    candidates = sorted(
-        (f.name, f.fname)
-        for f in font_manager.fontManager.ttflist
-        if any(hint in f.name for hint in CJK_FAMILY_HINTS)
-    )
-    for name, _ in candidates:
-        if any(hint in name for hint in SIMPLIFIED_HINTS):
-            return name
-    if candidates:
-        return candidates[0][0]
-    sys.exit(NO_FONT_MESSAGE)
-
+from fonts import find_cjk_family  # noqa: E402 - beside this file
 
 # --------------------------------------------------------------------------
 # Diagram description

@@ -35,12 +35,11 @@ import matplotlib
 matplotlib.use("Agg")  # headless and reproducible; must precede pyplot
 
 import matplotlib.pyplot as plt
-from matplotlib import font_manager
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # fonts.py, beside this file
 
-from fonts import CJK_FONT_FILES  # noqa: E402
+from fonts import find_cjk_family  # noqa: E402
 
 import launcher  # noqa: E402
 from launcher.paths import REPO_ROOT  # noqa: E402
@@ -110,18 +109,8 @@ def real_run() -> tuple[dict[str, datetime], dict[str, datetime], datetime]:
         broker.stop()
 
 
-def cjk_family() -> str:
-    for path in CJK_FONT_FILES:
-        if Path(path).is_file():
-            font_manager.fontManager.addfont(path)
-            names = sorted({f.name for f in font_manager.fontManager.ttflist if f.fname == path})
-            return next((n for n in names if any(h in n for h in (" SC", "GB", "CN", "Hans"))), names[0])
-    sys.exit("error: no font with Chinese glyphs was found (see pictures/src/fonts.py); "
-             "Debian/Ubuntu: sudo apt-get install fonts-noto-cjk")
-
-
 def draw(sent: dict[str, datetime], done: dict[str, datetime], ready: datetime) -> None:
-    plt.rcParams["font.family"] = [cjk_family(), "DejaVu Sans"]
+    plt.rcParams["font.family"] = [find_cjk_family(), "DejaVu Sans"]
     plt.rcParams["svg.hashsalt"] = "beat_timeline"
     start = min(sent.values())
     order = sorted(sent, key=sent.get)

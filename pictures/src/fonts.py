@@ -1,4 +1,8 @@
-"""Font files the picture scripts look for (architecture.py, terminal.py)."""
+"""Fonts the picture scripts draw Chinese with: the files terminal.py looks for, and
+find_cjk_family() for the matplotlib drawings (architecture.py, on_commit.py, beat_timeline.py)."""
+
+import sys
+from pathlib import Path
 
 # Fonts with Chinese glyphs, tried in order: Debian/Ubuntu, then macOS, then Windows.
 CJK_FONT_FILES = [
@@ -11,3 +15,51 @@ CJK_FONT_FILES = [
     "/Library/Fonts/Arial Unicode.ttf",
     "C:/Windows/Fonts/msyh.ttc",
 ]
+
+# Substrings of family names that indicate a font covering Chinese.
+CJK_FAMILY_HINTS = ("CJK", "Hei", "PingFang", "WenQuanYi", "Source Han")
+# Within a font collection, prefer the Simplified Chinese face.
+SIMPLIFIED_HINTS = (" SC", "GB", "CN", "Hans")
+
+NO_FONT_MESSAGE = """\
+error: no font with Chinese glyphs was found, so the diagram cannot be drawn.
+Install one and re-run:
+  Debian/Ubuntu: sudo apt-get install fonts-noto-cjk
+  Fedora:        sudo dnf install google-noto-sans-cjk-fonts
+  macOS:         PingFang ships with the system (/System/Library/Fonts/PingFang.ttc)"""
+
+
+def _family_from_file(path: str) -> str:
+    """Register a font file and return its best family name for Chinese."""
+    from matplotlib import font_manager
+
+    font_manager.fontManager.addfont(path)
+    # A .ttc collection registers one entry per face (JP, SC, TC, ...).
+    names = sorted(
+        {f.name for f in font_manager.fontManager.ttflist if f.fname == path}
+    )
+    for name in names:
+        if any(hint in name for hint in SIMPLIFIED_HINTS):
+            return name
+    return names[0] if names else font_manager.FontProperties(fname=path).get_name()
+
+
+def find_cjk_family() -> str:
+    """Return a registered matplotlib font family able to render Simplified Chinese."""
+    from matplotlib import font_manager
+
+    for path in CJK_FONT_FILES:
+        if Path(path).is_file():
+            return _family_from_file(path)
+    # Fall back to whatever the system font list offers.
+    candidates = sorted(
+        (f.name, f.fname)
+        for f in font_manager.fontManager.ttflist
+        if any(hint in f.name for hint in CJK_FAMILY_HINTS)
+    )
+    for name, _ in candidates:
+        if any(hint in name for hint in SIMPLIFIED_HINTS):
+            return name
+    if candidates:
+        return candidates[0][0]
+    sys.exit(NO_FONT_MESSAGE)

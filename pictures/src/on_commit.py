@@ -22,12 +22,11 @@ import matplotlib
 matplotlib.use("Agg")  # headless and reproducible; must precede pyplot
 
 import matplotlib.pyplot as plt
-from matplotlib import font_manager
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # fonts.py, beside this file
 
-from fonts import CJK_FONT_FILES
+from fonts import find_cjk_family
 
 from launcher.paths import REPO_ROOT
 
@@ -56,17 +55,6 @@ RIGHT = [
     (2, 3, "worker 取走消息", ARROW),
     (3, 1, "SELECT report → 找到了", GOOD),
 ]
-
-
-def find_cjk_family() -> str:
-    """The first font file of fonts.py that exists, registered; its Simplified Chinese face if it has several."""
-    for path in CJK_FONT_FILES:
-        if Path(path).is_file():
-            font_manager.fontManager.addfont(path)
-            names = sorted({f.name for f in font_manager.fontManager.ttflist if f.fname == path})
-            simplified = [n for n in names if any(hint in n for hint in (" SC", "GB", "CN", "Hans"))]
-            return (simplified or names)[0]
-    sys.exit("error: no font with Chinese glyphs (see pictures/src/fonts.py); e.g. apt-get install fonts-noto-cjk")
 
 
 def panel(ax, title: str, steps, verdict: str, colour: str) -> None:
