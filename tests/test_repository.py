@@ -95,6 +95,10 @@ def test_requirements_are_exact_pins_that_say_why(name):
         assert re.search(r"ch\d\d|all chapters|tests/|make \w+", why), f"no chapter or tool named: {line}"
 
 
+#: Cell magics whose body is Python code.
+PYTHON_CELL_MAGICS = {"%%time", "%%timeit", "%%capture"}
+
+
 def imported_modules() -> set[str]:
     """Top-level names imported anywhere in the repository's code and notebooks."""
     sources = [p.read_text(encoding="utf-8") for p in ROOT.glob("**/*.py")
@@ -103,6 +107,8 @@ def imported_modules() -> set[str]:
         nb = json.loads(path.read_text(encoding="utf-8"))
         for cell in (c for c in nb["cells"] if c["cell_type"] == "code"):
             lines = "".join(cell["source"]).splitlines()  # without IPython's %magics and !commands
+            if lines and lines[0].startswith("%%") and lines[0].split()[0] not in PYTHON_CELL_MAGICS:
+                continue  # a cell magic whose body is not Python (a file's text, a template)
             sources.append("\n".join(line for line in lines if not line.lstrip().startswith(("%", "!"))))
     names = set()
     for source in sources:

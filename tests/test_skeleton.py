@@ -119,12 +119,16 @@ def test_every_exercise_fails_on_the_empty_attempt_and_passes_on_the_reference(p
     answers_start = heading_index(path, "## 参考答案")
     every = cells(path)
     for n in numbers:
-        attempt, = tagged(path, f"exercise-{n}-answer")
-        reference, = tagged(path, f"exercise-{n}-reference")
+        # One cell each, or (an exercise that changes several files) a run of cells in a row.
+        attempts = tagged(path, f"exercise-{n}-answer")
+        references = tagged(path, f"exercise-{n}-reference")
         checks = tagged(path, f"exercise-{n}-check")
-        assert attempt < answers_start < reference, f"exercise {n}: attempt before 参考答案, reference after"
+        for run in attempts, references:
+            assert run and run == list(range(run[0], run[-1] + 1)), f"exercise {n}: its cells in a row"
+        attempt, reference = attempts[-1], references[-1]
+        assert attempt < answers_start < references[0], f"exercise {n}: attempt before 参考答案, reference after"
         assert checks == [attempt + 1, reference + 1], f"exercise {n}: a check right after each"
-        assert not hidden(every[attempt]) and hidden(every[reference]), \
+        assert not any(hidden(every[i]) for i in attempts) and all(hidden(every[i]) for i in references), \
             f"exercise {n}: the attempt is open, the reference answer collapsed"
         for i in checks:
             assert f".check({n}, globals())" in source(every[i])

@@ -190,6 +190,16 @@ REPORT_LOST_AFTER_SECONDS = float(os.environ.get("REPORT_LOST_AFTER_SECONDS",
 # A report no worker has started for this long is given up on the same way.
 REPORT_QUEUE_TIMEOUT_SECONDS = float(os.environ.get("REPORT_QUEUE_TIMEOUT_SECONDS", "600"))
 
+# Mail: printed on the console (runserver's or the worker's) unless the
+# environment names a backend, e.g. django.core.mail.backends.filebased.EmailBackend
+# with EMAIL_FILE_PATH (chapter 05's exercise 3), or smtp with EMAIL_HOST.
+# https://docs.djangoproject.com/en/5.2/topics/email/#email-backends
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+if os.environ.get("EMAIL_FILE_PATH"):
+    EMAIL_FILE_PATH = os.environ["EMAIL_FILE_PATH"]
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "reports@example.com")
+
 # The report pages need a login (Django's own login page, reports' template).
 # https://docs.djangoproject.com/en/5.2/ref/settings/#login-url
 LOGIN_URL = "login"
@@ -246,6 +256,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.2,
     "interval_max": 0.5,
 }
+# The queue tasks go to when nothing routes them elsewhere; a copy of the
+# project beside this one (chapter 05's exercise 3) gets a queue of its own,
+# so neither project's worker takes the other's tasks.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-default-queue
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 # Results as rows of django_celery_results' TaskResult table.
 # https://docs.celeryq.dev/en/stable/django/first-steps-with-django.html#django-celery-results
 CELERY_RESULT_BACKEND = "django-db"

@@ -10,9 +10,12 @@
    flower_task_detail.png   workers page, the tasks page, one task's page.
 4. django_report_progress.png   django_demo on a temporary SQLite file, with a
    django_report_done.png       real `celery -A django_demo worker` and
-   django_admin_results.png     `manage.py runserver`: a report page with the
-   django_admin_periodic.png    bar part-way, the same page finished, and the
-                                admin's TaskResult and PeriodicTask lists
+   django_admin_results.png     `manage.py runserver`, each chapter's state
+   django_admin_periodic.png    replayed: chapter 05's report page with the
+                                bar part-way and finished (cropped to the
+                                content) and the admin's TaskResult list; then
+                                chapter 06's periodic task, sent by a real beat
+                                and switched off, in the PeriodicTask list
                                 (logged in as a course admin whose password
                                 is random and lives only as long as the run).
 5. on_commit_race.png       drawn by on_commit.py (matplotlib): the race of a task sent
@@ -177,25 +180,43 @@ def screenshots(flower, ids: dict[str, str]) -> None:
 
 
 # --- django_demo: the report page and the admin ----------------------------------
+# Each chapter's pictures show that chapter's own state at the point where the
+# picture appears: chapter 05's report and results page after its one report
+# (the HTTP walk-through: 季度销售报表, 4 rows); chapter 06's periodic task list
+# after its heartbeat ran and was switched off (notebooks/06, cells 25-37).
 
-#: Per step of the report task: slow enough to catch the bar part-way.
-REPORT_STEP_SECONDS = "0.6"
-#: The reports asked for through the form, in this order: (title, rows, fail on purpose).
-#: The last one is the page shown in the two report pictures.
-REPORTS = [("周报：新用户", 3, False), ("故意失败的报表", 4, True), ("月度销售报表", 10, False)]
-PERIODIC_TASK_NAME = "心跳：每 2 秒"
-#: How many times beat sends it before it is stopped (each run: a TaskResult row).
-HEARTBEATS = 2
+#: Per step of the report task: slow enough to catch the bar part-way (the
+#: page polls every 0.3 s).
+REPORT_STEP_SECONDS = "1.5"
+#: Chapter 05's report, as its notebook asks for it (title, rows).
+CH05_REPORT = ("季度销售报表", 4)
+#: Chapter 06's periodic task, as its notebook creates it.
+CH06_PERIODIC_TASK = "heartbeat every second"
+#: How many times beat sends it before it is switched off (chapter 06 waits for 3 runs).
+HEARTBEATS = 3
 
-#: One IntervalSchedule (every 2 seconds) and one PeriodicTask using it for
-#: chapter 06's heartbeat task, created through the ORM as chapter 06 does.
-#: Run by `manage.py shell -c`.
+#: Chapter 06, cell by cell: an IntervalSchedule of one second and a
+#: PeriodicTask using it. Run by `manage.py shell -c`.
 CREATE_PERIODIC_TASK = f"""
+from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
-every_2s, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.SECONDS)
-PeriodicTask.objects.update_or_create(name={PERIODIC_TASK_NAME!r}, defaults=dict(
-    interval=every_2s, task="reports.tasks.heartbeat"))
+every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+PeriodicTask.objects.create(name={CH06_PERIODIC_TASK!r}, task="reports.tasks.heartbeat",
+                            interval=every_second, start_time=timezone.now())
 """
+#: Chapter 06 switches it off with save(), whose pre_save signal tells beat.
+DISABLE_PERIODIC_TASK = f"""
+from django_celery_beat.models import PeriodicTask
+task = PeriodicTask.objects.get(name={CH06_PERIODIC_TASK!r})
+task.enabled = False
+task.save()
+"""
+
+#: The report pages' content: the body's box and a margin, not the empty page around it.
+CONTENT_BOX = """() => {
+  const box = document.body.getBoundingClientRect();
+  return {x: Math.max(0, box.left - 24), y: 0, width: box.width + 48, height: box.bottom + 24};
+}"""
 
 
 def manage(env: dict, *args: str) -> str:
@@ -206,68 +227,80 @@ def manage(env: dict, *args: str) -> str:
     return done.stdout
 
 
-def ask_for_report(page, title: str, rows: int, fail: bool) -> None:
-    page.goto("/")
-    page.get_by_label("标题").fill(title)
-    page.get_by_label("行数").fill(str(rows))
-    if fail:
-        page.get_by_label("故意失败").check()
-    page.get_by_role("button", name="生成报表").click()
-    page.wait_for_url("**/reports/*/")
-
-
 def progress(page) -> int:
     return page.locator("#progress").evaluate("bar => bar.value")
 
 
-def django_screenshots(server, admin: tuple[str, str]) -> None:
-    with chromium() as browser:
-        context = browser.new_context(base_url=server.url, viewport=VIEWPORT, device_scale_factor=1,
-                                      locale="zh-CN", timezone_id="Asia/Shanghai", color_scheme="light")
-        context.set_default_timeout(TIMEOUT_MS)
-        # The admin's navigation sidebar closed (as if its « had been clicked):
-        # at 1280 px the changelists then show every column.
-        context.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
-        page = context.new_page()
+def shoot_content(page, name: str) -> None:
+    """A report page cropped to its content."""
+    page.evaluate(SANITIZE_JS, machine_strings())
+    page.screenshot(path=str(PICTURES / name), clip=page.evaluate(CONTENT_BOX), animations="disabled",
+                    caret="hide")
+    log(name)
 
-        # The report pages need a login: the local user, through the login page.
-        user, password = admin
-        page.goto("/accounts/login/")
-        page.get_by_label("用户名").fill(user)
-        page.get_by_label("密码").fill(password)
-        page.get_by_role("button", name="登录").click()
-        page.wait_for_url(server.url + "/")
 
-        for title, rows, fail in REPORTS[:-1]:
-            ask_for_report(page, title, rows, fail)
-            page.locator("#download" if not fail else "#error").wait_for(state="visible")
+def admin_changelist(page, path: str, rows: int, name: str, *, each_with: str = "") -> None:
+    """An admin list once it shows `rows` rows, each containing `each_with`
+    (the list does not refresh itself: reload until then)."""
+    def shown() -> bool:
+        page.goto(path)
+        return page.locator("#result_list tbody tr", has_text=each_with).count() >= rows
 
-        ask_for_report(page, *REPORTS[-1])
-        page.wait_for_function("() => { const v = document.getElementById('progress').value;"
-                               " return v >= 50 && v <= 60; }")
-        shoot(page, "django_report_progress.png")
-        log(f"  (the bar at {progress(page)} %)")
-        page.locator("#download").wait_for(state="visible")
-        shoot(page, "django_report_done.png")
+    until(shown, f"{path} to list {rows} rows")
+    shoot(page, name)
 
-        # The same session: the local user is staff, so the admin opens at once.
-        page.goto("/admin/django_celery_results/taskresult/")
-        # A row per report and per heartbeat (the page does not refresh itself).
-        def every_row_shown() -> bool:
-            page.reload()
-            return page.locator("#result_list tbody tr").count() >= len(REPORTS) + HEARTBEATS
 
-        try:
-            until(every_row_shown, "a TaskResult row for every task")
-        except RuntimeError:
-            log(f"  {page.url} shows {page.locator('#result_list tbody tr').count()} rows")
-            raise
-        shoot(page, "django_admin_results.png")
+def browser_context(browser, server):
+    context = browser.new_context(base_url=server.url, viewport=VIEWPORT, device_scale_factor=1,
+                                  locale="zh-CN", timezone_id="Asia/Shanghai", color_scheme="light")
+    context.set_default_timeout(TIMEOUT_MS)
+    # The admin's navigation sidebar closed (as if its « had been clicked):
+    # at 1280 px the changelists then show every column.
+    context.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
+    return context
 
-        page.goto("/admin/django_celery_beat/periodictask/")
-        page.locator("#result_list tbody tr", has_text=PERIODIC_TASK_NAME).wait_for()
-        shoot(page, "django_admin_periodic.png")
-        context.close()
+
+def log_in(page, server, admin: tuple[str, str]) -> None:
+    """The report pages need a login: the local user, through the login page."""
+    user, password = admin
+    page.goto("/accounts/login/")
+    page.get_by_label("用户名").fill(user)
+    page.get_by_label("密码").fill(password)
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(server.url + "/")
+
+
+def chapter05_screenshots(page) -> None:
+    """Chapter 05: its one report, asked for through the form, part-way and done;
+    then the results page, which then has that report's row and nothing else."""
+    title, rows = CH05_REPORT
+    page.goto("/")
+    page.get_by_label("标题").fill(title)
+    page.get_by_label("行数").fill(str(rows))
+    page.get_by_role("button", name="生成报表").click()
+    page.wait_for_url("**/reports/*/")
+    page.wait_for_function("() => document.getElementById('progress').value === 50")
+    shoot_content(page, "django_report_progress.png")
+    page.locator("#download").wait_for(state="visible")
+    shoot_content(page, "django_report_done.png")
+    # The same session: the local user is staff, so the admin opens at once.
+    admin_changelist(page, "/admin/django_celery_results/taskresult/", 1, "django_admin_results.png",
+                     each_with="SUCCESS")
+
+
+def chapter06_state(env: dict, broker) -> None:
+    """Chapter 06's periodic task: created, sent by beat with the database
+    scheduler and run by the worker, then switched off while beat runs."""
+    manage(env, "shell", "-c", CREATE_PERIODIC_TASK)
+    beat = start_beat("django_demo", broker=broker, cwd=str(DJANGO_DIR), env=env,
+                      scheduler="django_celery_beat.schedulers:DatabaseScheduler")
+    try:
+        until(lambda: beat.log().count(f"Sending due task {CH06_PERIODIC_TASK}") >= HEARTBEATS,
+              f"beat to send the periodic task {HEARTBEATS} times")
+        manage(env, "shell", "-c", DISABLE_PERIODIC_TASK)
+        beat.wait_for_log("Schedule changed", timeout=TIMEOUT, since=0)
+    finally:
+        beat.cleanup()  # on exit, beat writes last_run_at and total_run_count to the database
 
 
 def django_pictures() -> None:
@@ -285,23 +318,18 @@ def django_pictures() -> None:
     try:
         manage(env, "migrate", "--noinput")
         manage(dict(env, COURSE_ADMIN_USER=admin[0], COURSE_ADMIN_PASSWORD=admin[1]), "create_course_admin")
-        manage(env, "shell", "-c", CREATE_PERIODIC_TASK)
-
-        # Beat with the database scheduler sends the periodic task twice, so
-        # that the PeriodicTask list shows a real "last run" time (the worker,
-        # started next, runs the two heartbeats: TaskResult rows that name
-        # their periodic task).
-        beat = start_beat("django_demo", broker=broker, cwd=str(DJANGO_DIR), env=env)
-        started.append(beat)
-        until(lambda: beat.log().count(f"Sending due task {PERIODIC_TASK_NAME}") >= HEARTBEATS,
-              f"beat to send the periodic task {HEARTBEATS} times")
-        beat.cleanup()  # on exit, beat writes last_run_at and total_run_count to the database
-
         started.append(launcher.start_worker("django_demo", broker=broker, name="w1", cwd=str(DJANGO_DIR),
                                              env=env))
         server = start_django_server(DJANGO_DIR, env=env)
         started.append(server)
-        django_screenshots(server, admin)
+        with chromium() as browser:
+            context = browser_context(browser, server)
+            page = context.new_page()
+            log_in(page, server, admin)
+            chapter05_screenshots(page)
+            chapter06_state(env, broker)
+            admin_changelist(page, "/admin/django_celery_beat/periodictask/", 2, "django_admin_periodic.png")
+            context.close()
     finally:
         for proc in reversed(started):
             proc.cleanup()
