@@ -46,6 +46,18 @@ def demo_app(broker):
     os.environ.pop("REDIS_URL", None)
 
 
+@pytest.fixture(scope="session")
+def retries_app(broker):
+    """demo_tasks.retries (chapter 07), imported with REDIS_URL pointing at the session's
+    broker. Every test module that uses it shares it: it can be imported only once."""
+    os.environ["REDIS_URL"] = broker.url
+    from demo_tasks import retries
+
+    assert retries.app.conf.broker_url == broker.url, \
+        "demo_tasks.retries was imported before the retries_app fixture set REDIS_URL"
+    yield retries
+
+
 @pytest.fixture(scope="module")
 def demo_worker(demo_app, broker):
     """A real `celery -A demo_tasks.tasks worker` process for one test module."""

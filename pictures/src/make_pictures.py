@@ -23,6 +23,9 @@
 6. beat_timeline.png        drawn by beat_timeline.py from a real beat and
                             worker run (its own broker): when beat sent each
                             periodic task and when the worker ran it.
+7. retry_timeline.png       drawn by retry_timeline.py from chapter 07's batch on a
+                            real worker and the flaky service (its own broker): each
+                            attempt of a few retried tasks, and the waits between.
 
 Everything runs on an embedded broker on a free port and is stopped at the
 end, whatever happens. Needs Chromium (see launcher/browser.py) and a CJK font
@@ -350,6 +353,7 @@ def main() -> int:
     architecture()
     script_picture("on_commit.py", "on_commit_race.png")
     script_picture("beat_timeline.py", "beat_timeline.png")
+    script_picture("retry_timeline.py", "retry_timeline.png")
     try:
         broker = launcher.start_embedded()
         # -E: the worker sends task events, which is what Flower shows.

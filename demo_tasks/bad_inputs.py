@@ -1,0 +1,464 @@
+"""Chapter 07's table of bad inputs: each one provoked against a real worker,
+with what it really gives -- which exception, its message, where it shows up
+(the caller at once, the worker's log, the result that get() re-raises) and
+how long it took to show up.
+
+    python -m demo_tasks.bad_inputs      # an embedded broker, a worker, the table, medians of 5
+
+or, from a notebook or a test that already runs a worker of demo_tasks.retries::
+
+    from demo_tasks import bad_inputs
+    rows = bad_inputs.run_all(worker)    # worker: the launcher.Proc of that worker
+    print(bad_inputs.table(rows))
+
+The worker must run with ``--concurrency=1`` (``launcher.start_worker(...,
+concurrency=1)``): the expiry case needs a worker whose only pool process is
+busy, so that the task with ``expires`` waits until it is too late.
+
+demo_tasks.retries is imported here only when a case runs, never at import
+time: it reads REDIS_URL when it is imported, and this module is imported
+before ``__main__`` has started its broker. Whoever imports it first must have
+set REDIS_URL to the worker's broker; ``run_case()`` checks that the two agree.
+
+What Celery 5.7 really does, measured (the chapter's claims follow these):
+
+- An unknown task name does not leave the caller waiting until its timeout:
+  the worker logs "Received unregistered task of type ...", drops the message
+  and stores a FAILURE with ``NotRegistered``, which get() raises at once.
+- get(timeout=0.5) gives up after about 1 s: it checks its timeout between
+  1-second waits for the result (celery/backends/asynchronous.py).
+- An expired task is not dropped when it expires but when the worker gets to it
+  (here: when the busy pool process is free again), as "Discarding revoked task".
+- A sending app whose broker *and* result backend are both unreachable fails
+  with the backend's "Retry limit exceeded" after about 20 s, not with the
+  broker's error: send_task() subscribes to the result (on_task_call) before it
+  publishes. So the "broker unreachable" case's app has no result backend.
+- With the result backend unreachable, get(timeout=5) takes about 20 s: the
+  backend's reconnection retries are not bounded by get()'s timeout. (``.state``
+  instead raises redis-py's ConnectionError at once, without retrying.)
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import ModuleType
+
+import psutil
+from celery import Celery
+from celery.result import AsyncResult
+
+import launcher
+from launcher import Proc, sanitize
+
+#: How long get() waits in the cases where the result does come back.
+GET_TIMEOUT = 10.0
+#: The timeout of get() in the case that shows get() giving up.
+SHORT_TIMEOUT = 0.5
+#: The timeout of get() against an unreachable result backend (it takes longer anyway).
+BACKEND_TIMEOUT = 5.0
+#: The task name nobody registered.
+UNKNOWN_TASK = "demo_tasks.retries.no_such_task"
+#: The shortened retry policy of the result backend, for the second "backend unreachable" row.
+#: https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-backend-transport-options
+SHORT_BACKEND_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+#: How long we wait for a worker's log line about a case.
+LOG_TIMEOUT = 10.0
+
+
+#: Each case's label in the table (the keys are CASES' names).
+LABELS = {
+    "wrong_arguments": "参数个数不对：add.delay(1)",
+    "not_json": "参数无法编成 JSON：add.delay(1, object())",
+    "unregistered": "未注册的任务名：app.send_task(\"demo_tasks.retries.no_such_task\")",
+    "task_raises": "任务自己抛出异常：divide.delay(1, 0)",
+    "get_timeout": f"get() 超时：sleep.delay(2).get(timeout={SHORT_TIMEOUT:g})",
+    "broker_down": "发送时 broker 不可达（默认的 task_publish_retry_policy）",
+    "backend_down_default": "读取结果时结果后端不可达（默认的重试策略）",
+    "backend_down_short": "读取结果时结果后端不可达（result_backend_transport_options 缩短了重试）",
+    "expired": "任务过期：worker 正忙时 add.apply_async((1, 1), expires=0.5)",
+}
+
+
+@dataclass
+class Row:
+    """One bad input and what it gave."""
+
+    case: str             # short Chinese label
+    exception: str        # the exception's qualified name, as the caller sees it
+    message: str          # its message: first paragraph, one line, sanitized
+    where: str            # where it surfaces (Chinese)
+    seconds: float        # from the call to the error (time.perf_counter)
+    log_line: str | None = None  # the worker's log line about it, sanitized
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+def _retries() -> ModuleType:
+    """demo_tasks.retries, imported at the first case (see the module's docstring)."""
+    from demo_tasks import retries
+
+    return retries
+
+
+def qualified_name(exc: BaseException) -> str:
+    """"kombu.exceptions.EncodeError"; a built-in exception by its name alone ("TypeError")."""
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def first_message(exc: BaseException) -> str:
+    """The exception's message as one stable line: its first paragraph (some of
+    Celery's messages start with a newline and wrap a sentence over two lines),
+    whitespace collapsed, ports and ids sanitized."""
+    paragraphs = [p for p in str(exc).strip().split("\n\n") if p.strip()]
+    text = " ".join(paragraphs[0].split()) if paragraphs else ""
+    return sanitize(text)
+
+
+def _row(name: str, exc: BaseException, where: str, started: float) -> Row:
+    """The row of case ``name``; the time is taken now, when the error has arrived."""
+    seconds = time.perf_counter() - started
+    return Row(LABELS[name], qualified_name(exc), first_message(exc), where, seconds)
+
+
+def _no_error(what: str) -> AssertionError:
+    return AssertionError(f"{what} raised nothing: Celery's behaviour changed, update the chapter")
+
+
+def _logged(worker: Proc, needle: str, since: int) -> str:
+    """The worker's first log line containing ``needle`` after ``since``, sanitized."""
+    return sanitize(worker.wait_for_log(needle, LOG_TIMEOUT, since=since).strip())
+
+
+def worker_broker_url(worker: Proc) -> str | None:
+    """The REDIS_URL the worker process was started with (None if it cannot be read)."""
+    try:
+        return psutil.Process(worker.pid).environ().get("REDIS_URL")
+    except psutil.Error:
+        return None
+
+
+def check_setup(worker: Proc) -> None:
+    """The in-process app and the worker must share the broker; the worker must
+    have one pool process (the expiry case depends on it)."""
+    app = _retries().app
+    url = worker_broker_url(worker)
+    if url is not None and url != app.conf.broker_url:
+        raise RuntimeError(
+            f"demo_tasks.retries in this process uses {app.conf.broker_url!r} but the worker uses {url!r}: "
+            "set REDIS_URL to the worker's broker before demo_tasks.retries is first imported.")
+    if "--concurrency=1" not in worker.argv:
+        raise ValueError("the worker must run with --concurrency=1 (launcher.start_worker(..., concurrency=1)): "
+                         "the expiry case needs its only pool process to be busy")
+
+
+# --- the cases ------------------------------------------------------------------------------
+
+def wrong_arguments(worker: Proc) -> Row:
+    """add.delay(1): Celery checks the call against add's signature in the caller."""
+    add = _retries().add
+    started = time.perf_counter()
+    try:
+        add.delay(1)
+    except Exception as exc:  # TypeError
+        return _row("wrong_arguments", exc, "调用方，立即（消息没有发出）", started)
+    raise _no_error("add.delay(1)")
+
+
+def not_json(worker: Proc) -> Row:
+    """add.delay(1, object()): the JSON serializer refuses it before anything is sent."""
+    add = _retries().add
+    started = time.perf_counter()
+    try:
+        add.delay(1, object())
+    except Exception as exc:  # kombu.exceptions.EncodeError
+        return _row("not_json", exc, "调用方，立即（消息没有发出）", started)
+    raise _no_error("add.delay(1, object())")
+
+
+def unregistered(worker: Proc) -> Row:
+    """A task name the worker does not know: it logs it, drops the message and
+    (Celery 5) stores a FAILURE with NotRegistered, which get() raises."""
+    app = _retries().app
+    since = worker.mark()
+    started = time.perf_counter()
+    result = app.send_task(UNKNOWN_TASK)
+    try:
+        result.get(timeout=GET_TIMEOUT)
+    except Exception as exc:  # celery.exceptions.NotRegistered
+        row = _row("unregistered", exc, "worker 日志（消息被丢弃）；结果（get() 重新抛出）", started)
+        row.log_line = _logged(worker, f"Received unregistered task of type '{UNKNOWN_TASK}'", since)
+        return row
+    raise _no_error("get() of an unregistered task")
+
+
+def task_raises(worker: Proc) -> Row:
+    """divide(1, 0) fails in the worker; the error is stored and get() re-raises it."""
+    divide = _retries().divide
+    since = worker.mark()
+    started = time.perf_counter()
+    result = divide.delay(1, 0)
+    try:
+        result.get(timeout=GET_TIMEOUT)
+    except Exception as exc:  # ZeroDivisionError
+        row = _row("task_raises", exc, "结果（get() 重新抛出）；worker 日志", started)
+        row.log_line = _logged(worker, f"divide[{result.id}] raised unexpected", since)
+        return row
+    raise _no_error("divide(1, 0)")
+
+
+def get_timeout(worker: Proc) -> Row:
+    """get() gives up after its timeout; the task itself keeps running. (get()
+    checks its timeout between 1-second waits for the result, so timeout=0.5
+    gives up after about 1 s.)"""
+    sleep = _retries().sleep
+    result = sleep.delay(2)
+    started = time.perf_counter()
+    try:
+        result.get(timeout=SHORT_TIMEOUT)
+    except Exception as exc:  # celery.exceptions.TimeoutError
+        row = _row("get_timeout", exc, "调用方，等满 timeout 后（任务照样在 worker 里跑完）", started)
+        # Leave the worker idle for the next case: the task is still running.
+        result.get(timeout=GET_TIMEOUT)
+        return row
+    raise _no_error("get(timeout=0.5) of a 2-second task")
+
+
+def broker_down(worker: Proc) -> Row:
+    """Sending through a broker nobody listens on: Celery retries the publish
+    (task_publish_retry_policy, default: 3 retries, 0/0.2/0.4 s apart), then
+    raises kombu's OperationalError. The sending app has no result backend:
+    an unreachable one would fail first, after about 20 s (see the module's
+    docstring), and a reachable one would only add a subscription to clean up."""
+    dead = f"redis://127.0.0.1:{launcher.free_port()}/0"
+    sender = Celery("demo_tasks.retries", broker=dead, set_as_current=False)
+    try:
+        started = time.perf_counter()
+        try:
+            sender.send_task("demo_tasks.retries.add", (1, 1))
+        except Exception as exc:  # kombu.exceptions.OperationalError
+            return _row("broker_down", exc, "调用方，发布重试用完后", started)
+        raise _no_error("send_task() to a dead broker")
+    finally:
+        sender.close()
+
+
+def _backend_down(name: str, retry_policy: dict | None) -> Row:
+    """The task ran and its result is stored, but the app that reads it has a
+    result backend nobody listens on."""
+    retries = _retries()
+    done = retries.add.delay(1, 1)
+    done.get(timeout=GET_TIMEOUT)  # stored for sure: what fails below is only the reading
+    dead = f"redis://127.0.0.1:{launcher.free_port()}/0"
+    reader = Celery("demo_tasks.retries", broker=retries.app.conf.broker_url, backend=dead, set_as_current=False)
+    if retry_policy is not None:
+        reader.conf.result_backend_transport_options = {"retry_policy": retry_policy}
+    try:
+        started = time.perf_counter()
+        try:
+            AsyncResult(done.id, app=reader).get(timeout=BACKEND_TIMEOUT)
+        except Exception as exc:  # RuntimeError: "Retry limit exceeded ..."
+            return _row(name, exc, f"调用方 get(timeout={BACKEND_TIMEOUT:g})，结果后端重连重试用完后", started)
+        raise _no_error("get() through a dead result backend")
+    finally:
+        reader.close()
+
+
+def backend_down_default(worker: Proc) -> Row:
+    """Celery's default retry policy of the result backend: 20 retries, up to 1 s apart."""
+    return _backend_down("backend_down_default", None)
+
+
+def backend_down_short(worker: Proc) -> Row:
+    """The same, with result_backend_transport_options["retry_policy"] shortened."""
+    return _backend_down("backend_down_short", SHORT_BACKEND_RETRY_POLICY)
+
+
+def expired(worker: Proc) -> Row:
+    """With one pool process busy for 1.5 s, a task with expires=0.5 waits behind
+    it; the worker finds it expired when it gets to it, and revokes it.
+    (Needs --concurrency=1: with a free pool process, add would just run.)"""
+    retries = _retries()
+    since = worker.mark()
+    busy = retries.sleep.delay(1.5)
+    started = time.perf_counter()
+    result = retries.add.apply_async((1, 1), expires=0.5)
+    try:
+        result.get(timeout=GET_TIMEOUT)
+    except Exception as exc:  # celery.exceptions.TaskRevokedError
+        row = _row("expired", exc, "worker 日志（丢弃）；结果（get() 重新抛出）", started)
+        row.log_line = _logged(worker, f"Discarding revoked task: demo_tasks.retries.add[{result.id}]", since)
+        return row
+    finally:
+        busy.get(timeout=GET_TIMEOUT)  # leave the worker idle for the next case
+    raise _no_error("a task that expired while it waited")
+
+
+#: The cases, in the chapter's order: name -> function(worker) -> Row.
+CASES: dict[str, Callable[[Proc], Row]] = {
+    "wrong_arguments": wrong_arguments,
+    "not_json": not_json,
+    "unregistered": unregistered,
+    "task_raises": task_raises,
+    "get_timeout": get_timeout,
+    "broker_down": broker_down,
+    "backend_down_default": backend_down_default,
+    "backend_down_short": backend_down_short,
+    "expired": expired,
+}
+#: The one case that takes about 20 s.
+SLOW_CASE = "backend_down_default"
+
+
+def run_case(name: str, worker: Proc) -> Row:
+    """Provoke one bad input (a key of CASES) against the running ``worker``."""
+    check_setup(worker)
+    return CASES[name](worker)
+
+
+def _names(include_slow_default: bool, names: Iterable[str] | None = None) -> list[str]:
+    chosen = list(CASES) if names is None else list(names)
+    unknown = [n for n in chosen if n not in CASES]
+    if unknown:
+        raise KeyError(f"no such case: {', '.join(unknown)} (the cases: {', '.join(CASES)})")
+    return [n for n in chosen if include_slow_default or n != SLOW_CASE]
+
+
+def run_all(worker: Proc, *, include_slow_default: bool = True) -> list[Row]:
+    """Every case, in order (``include_slow_default=False`` leaves out the 20-second one)."""
+    return [run_case(name, worker) for name in _names(include_slow_default)]
+
+
+def medians(worker: Proc, n: int = 5, *, include_slow_default: bool = True,
+            names: Iterable[str] | None = None) -> dict[str, float]:
+    """The median seconds of each case (or of ``names``) over ``n`` runs."""
+    return {name: statistics.median(run_case(name, worker).seconds for _ in range(n))
+            for name in _names(include_slow_default, names)}
+
+
+# --- the table ---------------------------------------------------------------------------
+
+def _width(text: str) -> int:
+    """Columns a terminal gives ``text``: Chinese characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+#: Punctuation that stays with what comes before it.
+_CLOSING = set("）》」』，。；：、！？),.;:!?")
+
+
+def _tokens(text: str) -> list[str]:
+    """Words of narrow characters, runs of spaces, and single wide (Chinese)
+    characters: a line may break between any two of them."""
+    tokens: list[str] = []
+    for char in text:
+        last = tokens[-1][-1] if tokens else None
+        closing = char in _CLOSING  # never at the start of a line
+        same_run = last is not None and _width(char) == _width(last) == 1 and char.isspace() == last.isspace()
+        if last is not None and (closing or same_run):
+            tokens[-1] += char
+        else:
+            tokens.append(char)
+    return tokens
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Cut ``text`` into lines of at most ``width`` columns: between words and
+    between Chinese characters; a word longer than a line is cut where it must."""
+    lines: list[str] = []
+    line = ""
+    for token in _tokens(text):
+        if _width(line + token) <= width:
+            line += token
+            continue
+        if token.isspace():  # a break: the spaces go with it
+            lines.append(line.rstrip())
+            line = ""
+            continue
+        if line.strip():
+            lines.append(line.rstrip())
+        line = ""
+        for char in token:  # only a word longer than the whole line gets here with characters left
+            if _width(line + char) > width:
+                lines.append(line)
+                line = ""
+            line += char
+    lines.append(line.rstrip())
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    # "用时 N 秒" exactly: the course's sanitize rule blanks it for comparison.
+    # Milliseconds shown: several cases fail within a few of them.
+    return f"用时 {seconds:.3f} 秒"
+
+
+def _grid(headers: list[str], rows: list[list[str]], widths: list[int]) -> str:
+    """A plain-text table; cells wrap within their column's width, but for the
+    last column's: never padded or wrapped, a number in it never shifts the rest
+    of its line (its width is only its rule's)."""
+    def render(cells: list[str]) -> list[str]:
+        wrapped = [*(_wrap(c, w) for c, w in zip(cells[:-1], widths, strict=False)), [cells[-1]]]
+        height = max(len(w) for w in wrapped)
+        out = []
+        for i in range(height):
+            parts = [w[i] if i < len(w) else "" for w in wrapped]
+            padded = [p + " " * (w - _width(p)) for p, w in zip(parts[:-1], widths, strict=False)]
+            out.append("  ".join([*padded, parts[-1]]).rstrip())
+        return out
+
+    rule = "  ".join("-" * w for w in widths)
+    lines = [*render(headers), rule]
+    for row in rows:
+        lines += render(row)
+    return "\n".join(lines)
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a plain-text table with Chinese headers; the worker's log
+    lines follow it, numbered by row."""
+    headers = ["情形", "异常", "消息", "在哪里出现", "用时"]
+    cells = [[f"{i}. {r.case}", r.exception, r.message, r.where, _duration(r.seconds)]
+             for i, r in enumerate(rows, 1)]
+    # Exception names are never wrapped: their column fits the longest. The last
+    # column's width (only its rule uses it) never depends on a measured time.
+    widths = [32, max(_width(c[1]) for c in [headers, *cells]), 40, 30, _width(_duration(0))]
+    text = _grid(headers, cells, widths)
+    logged = [(i, r.log_line) for i, r in enumerate(rows, 1) if r.log_line]
+    if logged:
+        text += "\n\nworker 日志里的那一行：\n" + "\n".join(f"  {i}. {line}" for i, line in logged)
+    return text
+
+
+def medians_table(result: dict[str, float], n: int) -> str:
+    """What medians() returned, one line per case, labelled in Chinese."""
+    return _grid(["情形", f"{n} 次的中位数"],
+                 [[LABELS[name], _duration(seconds)] for name, seconds in result.items()],
+                 [60, _width(_duration(0))])
+
+
+# --- python -m demo_tasks.bad_inputs ---------------------------------------------------------
+
+def main(runs: int = 5) -> None:
+    broker = launcher.start_embedded()
+    try:
+        # Before demo_tasks.retries is first imported (by the first case): this
+        # process's app then uses the same broker as the worker, which
+        # start_worker() gives REDIS_URL=broker.url as well.
+        os.environ["REDIS_URL"] = broker.url
+        worker = launcher.start_worker("demo_tasks.retries", broker=broker, fast=True, concurrency=1)
+        print(table(run_all(worker)))
+        print()
+        print(f"每种情形跑 {runs} 次，用时的中位数：")
+        print(medians_table(medians(worker, n=runs), runs))
+    finally:
+        launcher.stop_all()
+
+
+if __name__ == "__main__":
+    main()
