@@ -22,6 +22,7 @@ from pathlib import Path
 import redis
 import requests
 from celery import Celery, Task
+from celery.contrib import rdb
 from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
 from celery.signals import task_failure
 from celery.utils.log import get_task_logger
@@ -175,6 +176,16 @@ def hard_limited(seconds: float) -> str:
     """After 1 s the pool process running it is killed (SIGKILL): no cleanup runs."""
     time.sleep(seconds)
     return f"done in {seconds:g} s"
+
+
+# --- Debugging a task where it runs --------------------------------------------------
+
+@app.task
+def debug_me(order_id: int) -> int:
+    """Stops at a breakpoint inside the worker: the worker's log says where to connect."""
+    total = order_id * 3
+    rdb.set_trace()  # logs "Remote Debugger:PORT: Ready to connect: telnet 127.0.0.1 PORT", then waits
+    return total
 
 
 # --- Ignore, Reject, a base class, error callbacks, the task_failure signal -----------

@@ -165,3 +165,27 @@ def test_on_failure_link_error_and_the_task_failure_signal_all_see_a_failure(ret
     assert failures == [{"task": "demo_tasks.retries.parse_amount", "id": result.id, "error": "ValueError"}]
     worker.wait_for_log(f"ReportingTask.on_failure: demo_tasks.retries.parse_amount[{result.id}] failed",
                         timeout=10, since=0)
+
+
+def test_a_task_stopped_at_rdb_set_trace_answers_a_debugger_session_and_continues(retries, worker):
+    import re
+    import socket
+
+    def until_prompt(connection) -> bytes:
+        said = b""
+        while not said.endswith(b"(Pdb) "):
+            chunk = connection.recv(4096)
+            assert chunk, f"the debugger hung up: {said!r}"
+            said += chunk
+        return said
+
+    mark = worker.mark()
+    paused = retries.debug_me.delay(14)
+    worker.wait_for_log("Ready to connect: telnet 127.0.0.1", timeout=20, since=mark)
+    port = int(re.search(r"Ready to connect: telnet 127\.0\.0\.1 (\d+)", worker.log(mark)).group(1))
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as connection:
+        assert b"debug_me()" in until_prompt(connection)
+        connection.sendall(b"p total\n")
+        assert until_prompt(connection).startswith(b"42")
+        connection.sendall(b"c\n")
+    assert paused.get(timeout=20) == 42
