@@ -159,8 +159,11 @@ def test_ignore_leaves_the_last_state_and_reject_is_logged(retries, worker):
 def test_on_failure_link_error_and_the_task_failure_signal_all_see_a_failure(retries, worker):
     result = retries.parse_amount.apply_async(("twelve",), link_error=retries.record_error.s())
     assert isinstance(result.get(timeout=20, propagate=False), ValueError)
+    # In the worker: the errback runs when the failure is stored, then on_failure, then the signal.
     assert launcher.wait_for(lambda: any(r["id"] == result.id
                                          for r in retries.read_records(retries.ERRBACKS_KEY)), 20)
+    assert launcher.wait_for(lambda: any(r["id"] == result.id
+                                         for r in retries.read_records(retries.FAILURES_KEY)), 20)
     failures = [r for r in retries.read_records(retries.FAILURES_KEY) if r["id"] == result.id]
     assert failures == [{"task": "demo_tasks.retries.parse_amount", "id": result.id, "error": "ValueError"}]
     worker.wait_for_log(f"ReportingTask.on_failure: demo_tasks.retries.parse_amount[{result.id}] failed",
