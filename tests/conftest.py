@@ -58,6 +58,18 @@ def retries_app(broker):
     yield retries
 
 
+@pytest.fixture(scope="session")
+def workflows_app(broker):
+    """demo_tasks.workflows (chapter 08), imported with REDIS_URL pointing at the session's
+    broker. Every test module that uses it shares it: it can be imported only once."""
+    os.environ["REDIS_URL"] = broker.url
+    from demo_tasks import workflows
+
+    assert workflows.app.conf.broker_url == broker.url, \
+        "demo_tasks.workflows was imported before the workflows_app fixture set REDIS_URL"
+    yield workflows
+
+
 @pytest.fixture(scope="module")
 def demo_worker(demo_app, broker):
     """A real `celery -A demo_tasks.tasks worker` process for one test module."""

@@ -1,0 +1,173 @@
+"""Chapter 08's app: workflows (canvas) and routing.
+
+Small tasks that are put together into bigger work: signatures (``add.s(2)``),
+chains (``a | b``), groups, chords, chunks, map/starmap; a task that fails in
+the middle of a workflow and an error callback that sees it; the mistake of
+waiting for a result inside a task; queues and rate limits. Start a worker for
+this module with::
+
+    celery -A demo_tasks.workflows worker --loglevel=info
+
+(``-A demo_tasks.workflows`` finds the ``app`` below: this chapter's own app.)
+That worker takes tasks from the default queue, ``celery``. The routing
+section sends ``slow_report`` to the queue ``slow`` (``task_routes`` below),
+which only a worker started with ``-Q slow`` takes; give it its own name, so
+the two workers can be told apart::
+
+    celery -A demo_tasks.workflows worker -Q slow -n slow@%h
+
+Every task takes and returns plain JSON values (numbers, lists, dicts), and
+the records the tasks leave in Redis are JSON: nothing depends on pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import redis
+from celery import Celery
+
+# As in tasks.py: the article's server unless REDIS_URL names another.
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1")
+
+# set_as_current=False: importing this module beside another app (a notebook
+# that also uses Django, a test) must not change which app @shared_task uses.
+app = Celery("demo_tasks.workflows", broker=REDIS_URL, backend=REDIS_URL, set_as_current=False)
+
+# Keep retrying the broker connection while the worker starts (Celery 5 warns otherwise).
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-retry-on-startup
+app.conf.broker_connection_retry_on_startup = True
+# Results expire after an hour (Redis deletes them itself): enough for a chapter.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-expires
+app.conf.result_expires = 3600
+# Which queue a task goes to, decided when it is sent (by delay(), a chain, beat, ...):
+# slow reports wait in their own queue, so a burst of them never holds up quick tasks.
+# Every other task goes to the default queue, "celery".
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-routes
+# https://docs.celeryq.dev/en/stable/userguide/routing.html
+app.conf.task_routes = {"demo_tasks.workflows.slow_report": {"queue": "slow"}}
+
+#: The Redis list where the error callback (link_error) leaves its records.
+ERRBACKS_KEY = "demo:workflows:errbacks"
+#: The Redis list where slow_report and fast_ping record which worker ran them, and when.
+RUNS_KEY = "demo:workflows:runs"
+#: The Redis list where every run of ``limited`` records its worker and start time.
+LIMITED_KEY = "demo:workflows:limited"
+#: The rate limit of ``limited``: at most one run per second *per worker* (see below).
+RATE_LIMIT = "60/m"
+
+
+# --- Building blocks: small tasks that signatures, chains and groups combine -------
+
+@app.task
+def add(x: int, y: int) -> int:
+    """The article's task. ``add.s(2)`` is a partial signature: in a chain the
+    parent's result comes first, so ``add.s(1, 1) | add.s(2)`` computes (1 + 1) + 2."""
+    return x + y
+
+
+@app.task
+def mul(x: int, y: int) -> int:
+    """A second link for chains: ``add.s(2, 2) | mul.s(10)`` is (2 + 2) * 10."""
+    return x * y
+
+
+@app.task
+def xsum(numbers: list[int]) -> int:
+    """The callback of a chord: it receives the list of the group's results."""
+    return sum(numbers)
+
+
+@app.task
+def average(numbers: list[float]) -> float:
+    """Another chord callback; with an empty list it fails (ZeroDivisionError)."""
+    return sum(numbers) / len(numbers)
+
+
+@app.task
+def fail_if(x: int, bad: int) -> int:
+    """Passes x on unchanged, unless x == bad: then it fails. A failing link of a
+    chain (the links after it never run) or a failing member of a chord's group
+    (the callback never runs)."""
+    if x == bad:
+        raise ValueError(f"refusing {x}")
+    return x
+
+
+# --- When a workflow fails ----------------------------------------------------------
+
+@app.task
+def record_error(request, exc, traceback) -> None:
+    """An error callback (``link_error`` / ``on_error``): Celery calls it in the
+    worker with the failed task's request, its exception and the traceback text."""
+    with _redis() as client:
+        client.rpush(ERRBACKS_KEY, json.dumps({"task": request.task, "id": request.id,
+                                               "error": f"{type(exc).__name__}: {exc}"}))
+
+
+@app.task
+def get_inside(x: int) -> int:
+    """The mistake this chapter warns about: waiting for another task's result
+    *inside* a task. With every worker process waiting like this, nobody is left
+    to run the tasks they wait for: a deadlock. Celery refuses: get() raises
+    RuntimeError("Never call result.get() within a task! ..."). Put the two in a
+    chain instead, or a chord when several results are needed."""
+    return add.delay(x, x).get(timeout=5)
+
+
+# --- Routing: which worker runs what --------------------------------------------------
+
+@app.task(bind=True)
+def slow_report(self, seconds: float) -> str:
+    """A slow task, routed to the queue "slow" (task_routes above): only a worker
+    started with ``-Q slow`` takes it."""
+    _record_run(RUNS_KEY, self)
+    time.sleep(seconds)
+    return f"report done in {seconds:g} s"
+
+
+@app.task(bind=True)
+def fast_ping(self) -> str:
+    """A quick task on the default queue: the slow ones never stand in its way."""
+    _record_run(RUNS_KEY, self)
+    return "pong"
+
+
+# --- Rate limits -------------------------------------------------------------------------
+
+# rate_limit is enforced by each worker on its own: a token bucket in the worker's
+# main process, shared by its pool processes, but not with other workers. Two
+# workers each run up to 60 a minute: 120 together. For a limit over all workers
+# (an API that allows 60 calls a minute in total), either share one bucket, e.g.
+# a token bucket in Redis that every run takes a token from, or send the task to
+# a queue of its own that a single worker consumes (its rate_limit is then the
+# whole limit; --concurrency=1 also keeps the calls one at a time).
+# https://docs.celeryq.dev/en/stable/userguide/tasks.html#Task.rate_limit
+@app.task(bind=True, rate_limit=RATE_LIMIT)
+def limited(self, n: int) -> int:
+    """At most one run a second per worker: the worker holds the others back."""
+    _record_run(LIMITED_KEY, self, n=n)
+    return n
+
+
+# --- Reading the records -----------------------------------------------------------------
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(app.conf.broker_url, decode_responses=True)
+
+
+def _record_run(key: str, task, **extra) -> None:
+    """Leave a record of this run: the task, its id, the worker that ran it
+    (its name, e.g. "slow@laptop") and the time it started."""
+    record = {"task": task.name, "id": task.request.id, "hostname": task.request.hostname,
+              "time": time.time(), **extra}
+    with _redis() as client:
+        client.rpush(key, json.dumps(record))
+
+
+def read_records(key: str) -> list[dict]:
+    """The records left in ERRBACKS_KEY, RUNS_KEY or LIMITED_KEY, oldest first."""
+    with _redis() as client:
+        return [json.loads(item) for item in client.lrange(key, 0, -1)]
