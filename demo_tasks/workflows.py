@@ -152,6 +152,45 @@ def limited(self, n: int) -> int:
     return n
 
 
+# --- A real pipeline: count the words of a corpus with a chord ------------------------
+# split (in the caller) -> count_piece for every piece, in parallel (a group) ->
+# merge_counts once all are done (the chord's callback) -> the top words stored
+# in Redis under TOP_WORDS_KEY. Pieces travel as text (they are small here);
+# with big inputs pass a file name or an id instead, and read it in the task.
+
+#: Where merge_counts stores the pipeline's result (JSON).
+TOP_WORDS_KEY = "demo:workflows:top-words"
+
+
+@app.task
+def count_piece(text: str) -> dict[str, int]:
+    """One piece of the corpus: {word: count} (jieba for Chinese, see demo_tasks/wordcount.py)."""
+    from demo_tasks import wordcount
+
+    return wordcount.count_words(text)
+
+
+@app.task
+def merge_counts(counts_list: list[dict[str, int]], n: int = 10) -> list[list]:
+    """The chord's callback: add the pieces' counts, store and return the top n words."""
+    from demo_tasks import wordcount
+
+    best = [[word, count] for word, count in wordcount.top(wordcount.merge(counts_list), n)]
+    with _redis() as client:
+        client.set(TOP_WORDS_KEY, json.dumps(best, ensure_ascii=False))
+    return best
+
+
+def word_count_pipeline(texts, pieces: int, n: int = 10):
+    """The chord, ready to run: `word_count_pipeline(corpus, 8).apply_async()`."""
+    from celery import chord
+
+    from demo_tasks import wordcount
+
+    header = [count_piece.s(piece) for piece in wordcount.split(texts, pieces)]
+    return chord(header, merge_counts.s(n=n))
+
+
 # --- Reading the records -----------------------------------------------------------------
 
 def _redis() -> redis.Redis:
@@ -165,6 +204,13 @@ def _record_run(key: str, task, **extra) -> None:
               "time": time.time(), **extra}
     with _redis() as client:
         client.rpush(key, json.dumps(record))
+
+
+def read_stored_top_words() -> list[list] | None:
+    """What merge_counts stored last (None before any run)."""
+    with _redis() as client:
+        stored = client.get(TOP_WORDS_KEY)
+    return json.loads(stored) if stored else None
 
 
 def read_records(key: str) -> list[dict]:

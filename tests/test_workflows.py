@@ -265,3 +265,24 @@ def test_the_rate_limit_holds_per_worker_not_across_workers(wf, broker):
         assert max(counts.values()) < 8
     finally:
         launcher.stop_together(workers)
+
+
+def test_the_word_count_pipeline_counts_the_corpus_in_parallel_and_stores_the_top_words(wf, worker, tmp_path,
+                                                                                       monkeypatch):
+    from demo_tasks import wordcount
+
+    corpus = wordcount.corpus_files()
+    pipeline = wf.word_count_pipeline(corpus, pieces=6, n=10)
+    assert len(pipeline.tasks) == 6
+    best = pipeline.apply_async().get(timeout=120)
+    # The same answer as counting everything in this process at once.
+    monkeypatch.setenv("JIEBA_CACHE_DIR", str(tmp_path))
+    expected = wordcount.top(wordcount.count_words("\n\n".join(corpus.values())), 10)
+    assert [tuple(pair) for pair in best] == expected
+    words = [word for word, _ in best]
+    assert "celery" in words and "任务" in words
+    stored = wf.read_stored_top_words()
+    assert stored == best
+    # Six pieces counted by the worker (each logged as received, then succeeded), then one merge.
+    assert launcher.wait_for(lambda: worker.log().count("Task demo_tasks.workflows.count_piece[") >= 12, 10)
+    worker.wait_for_log("Task demo_tasks.workflows.merge_counts[", timeout=10, since=0)
