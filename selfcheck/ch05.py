@@ -214,12 +214,20 @@ def _log_in(base_url: str):
     return session
 
 
+MAIL_END = b"\n" + b"-" * 79 + b"\n"
+
+
+def _complete_mails(outbox) -> list:
+    """The files in outbox that hold a whole message, in name order."""
+    return [path for path in sorted(outbox.iterdir()) if path.read_bytes().endswith(MAIL_END)]
+
+
 def _read_mail(path):
     """One message the file backend wrote (it ends each with a line of 79 dashes)."""
     import email
     import email.policy
 
-    raw = path.read_bytes().split(b"\n" + b"-" * 79 + b"\n")[0]
+    raw = path.read_bytes().split(MAIL_END)[0]
     return email.message_from_bytes(raw, policy=email.policy.default)
 
 
@@ -275,10 +283,12 @@ def task_and_button(ns: dict) -> list[str]:
             return ["按下按钮，服务器回答 HTTP 403：表单里少了 {% csrf_token %}"]
         if reply.status_code >= 400:
             return [f"按下按钮，服务器回答 HTTP {reply.status_code}：看 views.py 里的 email_report_view"]
+        # The file backend creates the file first, then writes the message and, last, its
+        # line of dashes: a mail is complete once its file ends with that line.
         deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline and not any(outbox.iterdir()):
+        while time.monotonic() < deadline and not _complete_mails(outbox):
             time.sleep(0.2)
-        mails = sorted(outbox.iterdir())
+        mails = _complete_mails(outbox)
         if not mails:
             return [f"按下按钮 {WAIT:g} 秒后还没有邮件。视图发送 email_report 了吗（提交之后）？"
                     + _worker_errors(worker)]
