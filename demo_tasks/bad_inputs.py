@@ -51,6 +51,7 @@ from types import ModuleType
 import psutil
 from celery import Celery
 from celery.result import AsyncResult
+from celery.utils import uuid
 
 import launcher
 from launcher import Proc, sanitize
@@ -120,14 +121,16 @@ def first_message(exc: BaseException) -> str:
     return sanitize(text)
 
 
-def _row(name: str, exc: BaseException, where: str, started: float) -> Row:
-    """The row of case ``name``; the time is taken now, when the error has arrived."""
-    seconds = time.perf_counter() - started
-    return Row(LABELS[name], qualified_name(exc), first_message(exc), where, seconds)
-
-
-def _no_error(what: str) -> AssertionError:
-    return AssertionError(f"{what} raised nothing: Celery's behaviour changed, update the chapter")
+def _error_of(name: str, where: str, call: Callable[[], object]) -> Row:
+    """Run ``call()``, which must raise; the row of case ``name`` for what it raised,
+    timed from the call to the error."""
+    started = time.perf_counter()
+    try:
+        call()
+    except Exception as exc:
+        seconds = time.perf_counter() - started
+        return Row(LABELS[name], qualified_name(exc), first_message(exc), where, seconds)
+    raise AssertionError(f"{LABELS[name]} raised nothing: Celery's behaviour changed, update the chapter")
 
 
 def _logged(worker: Proc, needle: str, since: int) -> str:
@@ -162,23 +165,13 @@ def check_setup(worker: Proc) -> None:
 def wrong_arguments(worker: Proc) -> Row:
     """add.delay(1): Celery checks the call against add's signature in the caller."""
     add = _retries().add
-    started = time.perf_counter()
-    try:
-        add.delay(1)
-    except Exception as exc:  # TypeError
-        return _row("wrong_arguments", exc, "调用方，立即（消息没有发出）", started)
-    raise _no_error("add.delay(1)")
+    return _error_of("wrong_arguments", "调用方，立即（消息没有发出）", lambda: add.delay(1))  # TypeError
 
 
 def not_json(worker: Proc) -> Row:
     """add.delay(1, object()): the JSON serializer refuses it before anything is sent."""
     add = _retries().add
-    started = time.perf_counter()
-    try:
-        add.delay(1, object())
-    except Exception as exc:  # kombu.exceptions.EncodeError
-        return _row("not_json", exc, "调用方，立即（消息没有发出）", started)
-    raise _no_error("add.delay(1, object())")
+    return _error_of("not_json", "调用方，立即（消息没有发出）", lambda: add.delay(1, object()))  # EncodeError
 
 
 def unregistered(worker: Proc) -> Row:
@@ -186,47 +179,32 @@ def unregistered(worker: Proc) -> Row:
     (Celery 5) stores a FAILURE with NotRegistered, which get() raises."""
     app = _retries().app
     since = worker.mark()
-    started = time.perf_counter()
-    result = app.send_task(UNKNOWN_TASK)
-    try:
-        result.get(timeout=GET_TIMEOUT)
-    except Exception as exc:  # celery.exceptions.NotRegistered
-        row = _row("unregistered", exc, "worker 日志（消息被丢弃）；结果（get() 重新抛出）", started)
-        row.log_line = _logged(worker, f"Received unregistered task of type '{UNKNOWN_TASK}'", since)
-        return row
-    raise _no_error("get() of an unregistered task")
+    row = _error_of("unregistered", "worker 日志（消息被丢弃）；结果（get() 重新抛出）",
+                    lambda: app.send_task(UNKNOWN_TASK).get(timeout=GET_TIMEOUT))  # NotRegistered
+    row.log_line = _logged(worker, f"Received unregistered task of type '{UNKNOWN_TASK}'", since)
+    return row
 
 
 def task_raises(worker: Proc) -> Row:
     """divide(1, 0) fails in the worker; the error is stored and get() re-raises it."""
     divide = _retries().divide
     since = worker.mark()
-    started = time.perf_counter()
-    result = divide.delay(1, 0)
-    try:
-        result.get(timeout=GET_TIMEOUT)
-    except Exception as exc:  # ZeroDivisionError
-        row = _row("task_raises", exc, "结果（get() 重新抛出）；worker 日志", started)
-        row.log_line = _logged(worker, f"divide[{result.id}] raised unexpected", since)
-        return row
-    raise _no_error("divide(1, 0)")
+    task_id = uuid()
+    row = _error_of("task_raises", "结果（get() 重新抛出）；worker 日志",
+                    lambda: divide.apply_async((1, 0), task_id=task_id).get(timeout=GET_TIMEOUT))
+    row.log_line = _logged(worker, f"divide[{task_id}] raised unexpected", since)
+    return row
 
 
 def get_timeout(worker: Proc) -> Row:
     """get() gives up after its timeout; the task itself keeps running. (get()
     checks its timeout between 1-second waits for the result, so timeout=0.5
     gives up after about 1 s.)"""
-    sleep = _retries().sleep
-    result = sleep.delay(2)
-    started = time.perf_counter()
-    try:
-        result.get(timeout=SHORT_TIMEOUT)
-    except Exception as exc:  # celery.exceptions.TimeoutError
-        row = _row("get_timeout", exc, "调用方，等满 timeout 后（任务照样在 worker 里跑完）", started)
-        # Leave the worker idle for the next case: the task is still running.
-        result.get(timeout=GET_TIMEOUT)
-        return row
-    raise _no_error("get(timeout=0.5) of a 2-second task")
+    result = _retries().sleep.delay(2)
+    row = _error_of("get_timeout", "调用方，等满 timeout 后（任务照样在 worker 里跑完）",
+                    lambda: result.get(timeout=SHORT_TIMEOUT))  # celery.exceptions.TimeoutError
+    result.get(timeout=GET_TIMEOUT)  # leave the worker idle for the next case: the task is still running
+    return row
 
 
 def broker_down(worker: Proc) -> Row:
@@ -238,12 +216,8 @@ def broker_down(worker: Proc) -> Row:
     dead = f"redis://127.0.0.1:{launcher.free_port()}/0"
     sender = Celery("demo_tasks.retries", broker=dead, set_as_current=False)
     try:
-        started = time.perf_counter()
-        try:
-            sender.send_task("demo_tasks.retries.add", (1, 1))
-        except Exception as exc:  # kombu.exceptions.OperationalError
-            return _row("broker_down", exc, "调用方，发布重试用完后", started)
-        raise _no_error("send_task() to a dead broker")
+        return _error_of("broker_down", "调用方，发布重试用完后",
+                         lambda: sender.send_task("demo_tasks.retries.add", (1, 1)))  # OperationalError
     finally:
         sender.close()
 
@@ -259,12 +233,8 @@ def _backend_down(name: str, retry_policy: dict | None) -> Row:
     if retry_policy is not None:
         reader.conf.result_backend_transport_options = {"retry_policy": retry_policy}
     try:
-        started = time.perf_counter()
-        try:
-            AsyncResult(done.id, app=reader).get(timeout=BACKEND_TIMEOUT)
-        except Exception as exc:  # RuntimeError: "Retry limit exceeded ..."
-            return _row(name, exc, f"调用方 get(timeout={BACKEND_TIMEOUT:g})，结果后端重连重试用完后", started)
-        raise _no_error("get() through a dead result backend")
+        return _error_of(name, f"调用方 get(timeout={BACKEND_TIMEOUT:g})，结果后端重连重试用完后",
+                         lambda: AsyncResult(done.id, app=reader).get(timeout=BACKEND_TIMEOUT))  # "Retry limit ..."
     finally:
         reader.close()
 
@@ -286,17 +256,14 @@ def expired(worker: Proc) -> Row:
     retries = _retries()
     since = worker.mark()
     busy = retries.sleep.delay(1.5)
-    started = time.perf_counter()
-    result = retries.add.apply_async((1, 1), expires=0.5)
+    task_id = uuid()
     try:
-        result.get(timeout=GET_TIMEOUT)
-    except Exception as exc:  # celery.exceptions.TaskRevokedError
-        row = _row("expired", exc, "worker 日志（丢弃）；结果（get() 重新抛出）", started)
-        row.log_line = _logged(worker, f"Discarding revoked task: demo_tasks.retries.add[{result.id}]", since)
-        return row
+        row = _error_of("expired", "worker 日志（丢弃）；结果（get() 重新抛出）",  # TaskRevokedError
+                        lambda: retries.add.apply_async((1, 1), expires=0.5, task_id=task_id).get(timeout=GET_TIMEOUT))
     finally:
         busy.get(timeout=GET_TIMEOUT)  # leave the worker idle for the next case
-    raise _no_error("a task that expired while it waited")
+    row.log_line = _logged(worker, f"Discarding revoked task: demo_tasks.retries.add[{task_id}]", since)
+    return row
 
 
 #: The cases, in the chapter's order: name -> function(worker) -> Row.

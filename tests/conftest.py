@@ -5,6 +5,7 @@ Each pytest-xdist worker is a session of its own: it gets its own brokers and po
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import pytest
@@ -33,41 +34,34 @@ def module_broker():
     b.stop()
 
 
+def import_on(broker, module: str):
+    """demo_tasks.<module>, imported with REDIS_URL pointing at ``broker``. The module
+    reads REDIS_URL when it is imported, and an app keeps the connections it opened
+    (re-pointing it later does not work): it is imported once per test process, by
+    its session fixture, and every test module that uses it shares it."""
+    os.environ["REDIS_URL"] = broker.url
+    imported = importlib.import_module(f"demo_tasks.{module}")
+    assert imported.app.conf.broker_url == broker.url, \
+        f"demo_tasks.{module} was imported before its session fixture set REDIS_URL"
+    return imported
+
+
 @pytest.fixture(scope="session")
 def demo_app(broker):
-    """demo_tasks.tasks, imported with REDIS_URL pointing at the session's broker.
-    (An app keeps the connections it opened: re-pointing it later does not work.)"""
-    os.environ["REDIS_URL"] = broker.url
-    from demo_tasks import tasks
-
-    assert tasks.app.conf.broker_url == broker.url, \
-        "demo_tasks.tasks was imported before the demo_app fixture set REDIS_URL"
-    yield tasks
-    os.environ.pop("REDIS_URL", None)
+    """demo_tasks.tasks (chapters 01-04)."""
+    return import_on(broker, "tasks")
 
 
 @pytest.fixture(scope="session")
 def retries_app(broker):
-    """demo_tasks.retries (chapter 07), imported with REDIS_URL pointing at the session's
-    broker. Every test module that uses it shares it: it can be imported only once."""
-    os.environ["REDIS_URL"] = broker.url
-    from demo_tasks import retries
-
-    assert retries.app.conf.broker_url == broker.url, \
-        "demo_tasks.retries was imported before the retries_app fixture set REDIS_URL"
-    yield retries
+    """demo_tasks.retries (chapter 07)."""
+    return import_on(broker, "retries")
 
 
 @pytest.fixture(scope="session")
 def workflows_app(broker):
-    """demo_tasks.workflows (chapter 08), imported with REDIS_URL pointing at the session's
-    broker. Every test module that uses it shares it: it can be imported only once."""
-    os.environ["REDIS_URL"] = broker.url
-    from demo_tasks import workflows
-
-    assert workflows.app.conf.broker_url == broker.url, \
-        "demo_tasks.workflows was imported before the workflows_app fixture set REDIS_URL"
-    yield workflows
+    """demo_tasks.workflows (chapter 08)."""
+    return import_on(broker, "workflows")
 
 
 @pytest.fixture(scope="module")

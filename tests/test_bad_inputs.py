@@ -39,20 +39,15 @@ def nothing_was_sent(retries, worker, since: int) -> bool:
     return len(received) == 1 and marker.id in received[0]
 
 
-def test_wrong_number_of_arguments_fails_in_the_caller(retries, worker):
+@pytest.mark.parametrize(("case", "exception", "message"), [
+    ("wrong_arguments", "TypeError", "add() missing 1 required positional argument: 'y'"),
+    ("not_json", "kombu.exceptions.EncodeError", "Object of type object is not JSON serializable"),
+])
+def test_a_bad_call_fails_in_the_caller_and_sends_nothing(retries, worker, case, exception, message):
     since = worker.mark()
-    row = bad_inputs.run_case("wrong_arguments", worker)
-    assert row.exception == "TypeError"
-    assert "add() missing 1 required positional argument: 'y'" in row.message
-    assert row.where.startswith("调用方") and row.log_line is None
-    assert nothing_was_sent(retries, worker, since)
-
-
-def test_an_argument_json_cannot_encode_fails_in_the_caller(retries, worker):
-    since = worker.mark()
-    row = bad_inputs.run_case("not_json", worker)
-    assert row.exception == "kombu.exceptions.EncodeError"
-    assert "Object of type object is not JSON serializable" in row.message
+    row = bad_inputs.run_case(case, worker)
+    assert row.exception == exception
+    assert message in row.message
     assert row.where.startswith("调用方") and row.log_line is None
     assert nothing_was_sent(retries, worker, since)
 

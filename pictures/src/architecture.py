@@ -37,7 +37,7 @@ X_MAX, Y_MAX = FIG_W * 10, FIG_H * 10
 # Fonts
 # --------------------------------------------------------------------------
 
-from fonts import find_cjk_family  # noqa: E402 - beside this file
+from fonts import save_figure, use_cjk_font  # noqa: E402 - beside this file
 
 # --------------------------------------------------------------------------
 # Diagram description
@@ -214,10 +214,7 @@ def label(ax, x: float, y: float, text: str, *, size: float = 10.5,
 # --------------------------------------------------------------------------
 
 
-def draw(family: str) -> plt.Figure:
-    plt.rcParams["font.family"] = family
-    plt.rcParams["axes.unicode_minus"] = False
-
+def draw() -> plt.Figure:
     fig = plt.figure(figsize=(FIG_W, FIG_H), dpi=DPI, facecolor="white")
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, X_MAX)
@@ -303,12 +300,8 @@ def draw(family: str) -> plt.Figure:
 
 
 def main() -> None:
-    family = find_cjk_family()
-    fig = draw(family)
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    # No "Software" entry and Agg writes no date: identical bytes on re-run.
-    fig.savefig(OUTPUT, dpi=DPI, metadata={"Software": None})
-    plt.close(fig)
+    use_cjk_font()
+    save_figure(draw(), OUTPUT, dpi=DPI)
     print(OUTPUT.relative_to(REPO_ROOT).as_posix())
 
 

@@ -39,7 +39,7 @@ import matplotlib.pyplot as plt
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # fonts.py, beside this file
 
-from fonts import find_cjk_family  # noqa: E402
+from fonts import save_figure, use_cjk_font  # noqa: E402
 
 import launcher  # noqa: E402
 from launcher.paths import REPO_ROOT  # noqa: E402
@@ -110,8 +110,7 @@ def real_run() -> tuple[dict[str, datetime], dict[str, datetime], datetime]:
 
 
 def draw(sent: dict[str, datetime], done: dict[str, datetime], ready: datetime) -> None:
-    plt.rcParams["font.family"] = [find_cjk_family(), "DejaVu Sans"]
-    plt.rcParams["svg.hashsalt"] = "beat_timeline"
+    use_cjk_font()
     start = min(sent.values())
     order = sorted(sent, key=sent.get)
 
@@ -141,8 +140,7 @@ def draw(sent: dict[str, datetime], done: dict[str, datetime], ready: datetime) 
     ax.tick_params(axis="y", length=0)
     ax.legend(loc="upper right", fontsize=9, frameon=False)
     fig.tight_layout()
-    fig.savefig(OUTPUT, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, OUTPUT)
 
 
 def main() -> int:

@@ -1,5 +1,6 @@
-"""Fonts the picture scripts draw Chinese with: the files terminal.py looks for, and
-find_cjk_family() for the matplotlib drawings (architecture.py, on_commit.py, beat_timeline.py)."""
+"""Fonts the picture scripts draw Chinese with: the files terminal.py looks for, and,
+for the matplotlib drawings (architecture.py, on_commit.py, beat_timeline.py,
+retry_timeline.py), use_cjk_font() before drawing and save_figure() after."""
 
 import sys
 from pathlib import Path
@@ -63,3 +64,24 @@ def find_cjk_family() -> str:
     if candidates:
         return candidates[0][0]
     sys.exit(NO_FONT_MESSAGE)
+
+
+def use_cjk_font() -> str:
+    """Make matplotlib draw Chinese: the CJK family first, DejaVu Sans for any glyph it
+    lacks, and an ASCII minus sign (CJK fonts often have no U+2212). Returns the family."""
+    import matplotlib.pyplot as plt
+
+    family = find_cjk_family()
+    plt.rcParams["font.family"] = [family, "DejaVu Sans"]
+    plt.rcParams["axes.unicode_minus"] = False
+    return family
+
+
+def save_figure(fig, output: Path, dpi: float | None = None) -> None:
+    """Write ``fig`` to ``output`` and close it. No "Software" entry (and Agg writes
+    no date): the same drawing gives the same bytes on a re-run."""
+    import matplotlib.pyplot as plt
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=dpi or "figure", metadata={"Software": None})
+    plt.close(fig)

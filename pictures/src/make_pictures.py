@@ -230,10 +230,6 @@ def manage(env: dict, *args: str) -> str:
     return done.stdout
 
 
-def progress(page) -> int:
-    return page.locator("#progress").evaluate("bar => bar.value")
-
-
 def shoot_content(page, name: str) -> None:
     """A report page cropped to its content."""
     page.evaluate(SANITIZE_JS, machine_strings())

@@ -26,7 +26,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # fonts.py, beside this file
 
-from fonts import find_cjk_family
+from fonts import save_figure, use_cjk_font
 
 from launcher.paths import REPO_ROOT
 
@@ -85,9 +85,7 @@ def panel(ax, title: str, steps, verdict: str, colour: str) -> None:
     ax.text(4, 0.45, verdict, ha="center", va="center", fontsize=11.5, color=colour, fontweight="bold")
 
 
-def draw(family: str) -> plt.Figure:
-    plt.rcParams["font.family"] = family
-    plt.rcParams["axes.unicode_minus"] = False
+def draw() -> plt.Figure:
     fig = plt.figure(figsize=(FIG_W, FIG_H), dpi=DPI, facecolor="white")
     left = fig.add_axes((0.01, 0.02, 0.48, 0.96))
     right = fig.add_axes((0.51, 0.02, 0.48, 0.96))
@@ -98,10 +96,8 @@ def draw(family: str) -> plt.Figure:
 
 
 def main() -> None:
-    fig = draw(find_cjk_family())
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(OUTPUT, dpi=DPI, metadata={"Software": None})
-    plt.close(fig)
+    use_cjk_font()
+    save_figure(draw(), OUTPUT, dpi=DPI)
     print(OUTPUT.relative_to(REPO_ROOT).as_posix())
 
 

@@ -50,7 +50,7 @@ from matplotlib.ticker import MultipleLocator
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # fonts.py, beside this file
 
-from fonts import find_cjk_family  # noqa: E402
+from fonts import save_figure, use_cjk_font  # noqa: E402
 
 import launcher  # noqa: E402
 from demo_tasks import retry_stats  # noqa: E402
@@ -140,8 +140,7 @@ def choose(states: dict[str, str], requests: list[dict]) -> list[str]:
 def draw(states: dict[str, str], requests: list[dict], chosen: list[str]) -> None:
     from demo_tasks.retries import CALL_TIMEOUT
 
-    plt.rcParams["font.family"] = [find_cjk_family(), "DejaVu Sans"]
-    plt.rcParams["svg.hashsalt"] = "retry_timeline"
+    use_cjk_font()
     waits = promised_waits()
     fig, ax = plt.subplots(figsize=(10, 3.9), dpi=100)
     end = 0.0
@@ -193,8 +192,7 @@ def draw(states: dict[str, str], requests: list[dict], chosen: list[str]) -> Non
     ]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, fontsize=9, frameon=False)
     fig.tight_layout()
-    fig.savefig(OUTPUT, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, OUTPUT)
 
 
 def main() -> int:
