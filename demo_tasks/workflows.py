@@ -96,6 +96,48 @@ def fail_if(x: int, bad: int) -> int:
     return x
 
 
+@app.task
+def slow_step(x: int, seconds: float = 0.3) -> int:
+    """A link that takes a while (it sleeps), so a timeline can show it: x + 1.
+    ``slow_step.s(0) | slow_step.s() | slow_step.s()`` gives 3 after about 0.9 s."""
+    time.sleep(seconds)
+    return x + 1
+
+
+# --- Work to measure: CPU-bound and I/O-bound ---------------------------------------
+
+@app.task
+def count_primes(limit: int) -> int:
+    """CPU-bound work: how many primes are below ``limit``, by trial division in
+    pure Python (it holds the GIL the whole time, as most Python code does)."""
+    return count_primes_here(limit)
+
+
+def count_primes_here(limit: int) -> int:
+    """The same count, in the calling process (the serial baseline)."""
+    found = 0
+    for n in range(2, limit):
+        if all(n % d for d in range(2, int(n ** 0.5) + 1)):
+            found += 1
+    return found
+
+
+@app.task
+def wait_on(url: str, call: str) -> int:
+    """I/O-bound work: one call of chapter 07's flaky service (started with every
+    call slow), which answers after a fixed wait. The process mostly waits."""
+    return wait_on_here(url, call)
+
+
+def wait_on_here(url: str, call: str) -> int:
+    """The same call, in the calling process (the serial baseline)."""
+    import requests
+
+    reply = requests.get(url, params={"task": call, "attempt": 0}, timeout=10)
+    reply.raise_for_status()
+    return reply.json()["value"]
+
+
 # --- When a workflow fails ----------------------------------------------------------
 
 @app.task
@@ -133,6 +175,29 @@ def fast_ping(self) -> str:
     """A quick task on the default queue: the slow ones never stand in its way."""
     _record_run(RUNS_KEY, self)
     return "pong"
+
+
+# --- Priorities (Redis) ----------------------------------------------------------------
+# On Redis, kombu keeps one list per priority step for each queue: with the default
+# steps [0, 3, 6, 9], priorities 0-2 share the queue's own list ("celery"), 3-5 go
+# to "celery\x06\x163", 6-8 to "...6", 9 to "...9". A worker's BRPOP names the lists
+# in step order, so a LOWER number is served FIRST (0 is the highest priority: the
+# opposite of RabbitMQ), and only four levels are told apart unless
+# broker_transport_options sets "priority_steps" (e.g. list(range(10))).
+# Priority decides only among messages still in Redis: what a worker has already
+# prefetched runs first whatever its priority (--prefetch-multiplier=1 narrows that).
+# https://docs.celeryq.dev/en/stable/userguide/routing.html#redis-message-priorities
+# kombu/transport/redis.py: PRIORITY_STEPS, Channel._q_for_pri, Channel._brpop_start
+
+#: The Redis list where every run of ``prioritized`` records its label.
+PRIORITY_KEY = "demo:workflows:priority"
+
+
+@app.task(bind=True)
+def prioritized(self, label: str) -> str:
+    """Records that it ran (the label says which message it was), so the order is visible."""
+    _record_run(PRIORITY_KEY, self, label=label)
+    return label
 
 
 # --- Rate limits -------------------------------------------------------------------------
@@ -214,6 +279,6 @@ def read_stored_top_words() -> list[list] | None:
 
 
 def read_records(key: str) -> list[dict]:
-    """The records left in ERRBACKS_KEY, RUNS_KEY or LIMITED_KEY, oldest first."""
+    """The records left in ERRBACKS_KEY, RUNS_KEY, LIMITED_KEY or PRIORITY_KEY, oldest first."""
     with _redis() as client:
         return [json.loads(item) for item in client.lrange(key, 0, -1)]

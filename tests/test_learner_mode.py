@@ -1,7 +1,7 @@
 """The course as a learner runs it: the real `make lab` program, kernels created
 by its JupyterLab, every chapter's cells executed in order with the earlier
-chapters' kernels (and what they started) still alive -- three runs side by
-side, 01-02-03-06, 04-05 and 07 (the longest chapter); then the learner goes
+chapters' kernels (and what they started) still alive -- four runs side by
+side, 01-02-03-06, 04-05, 07 and 08 (the longest chapters); then the learner goes
 back and restarts chapters while a worker started "in a terminal" as the README
 says is running (05, then a second Run All in the same kernel; beside it 04,
 then 03); then Ctrl-C. Outputs are compared with the committed ones through the same
@@ -20,8 +20,8 @@ from launcher.procs import http_answers, session_processes
 from tests.helpers import NOTEBOOKS, alive, descendants, start_lab
 from tests.learner import NotebookKernel
 
-#: Runs side by side, each in order; about equally long (07 alone is the longest chapter).
-SIDE_BY_SIDE = (("01", "02", "03", "06"), ("04", "05"), ("07",))
+#: Runs side by side, each in order; about equally long (07 and 08 are the longest chapters).
+SIDE_BY_SIDE = (("01", "02", "03", "06"), ("04", "05"), ("07",), ("08",))
 #: Going back, two runs side by side: chapters that start workers, Flower, beat or a Django server.
 GOING_BACK = (("05",), ("04", "03"))
 

@@ -123,6 +123,21 @@ CASES = {
         "delay() 返回用了 DURATION",
         "依次直接调用需要约 2 秒",
     ),
+    "medians-zh": (
+        "没有自己的队列    中位数 1234.5 毫秒",
+        "没有自己的队列    中位数 DURATION",
+        "中位数是第 3 个",
+    ),
+    "speedups-zh": (
+        "group，-c 2    用时 1.10 秒    加速比 1.9 倍",
+        "group，-c 2    用时 DURATION    加速比 RATIO",
+        "8 块，每块约 2 倍大",
+    ),
+    "cpu-cores-zh": (
+        "核数: 8",
+        "核数: CORES",
+        "用 2 个核",
+    ),
 }
 
 

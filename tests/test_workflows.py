@@ -267,6 +267,26 @@ def test_the_rate_limit_holds_per_worker_not_across_workers(wf, broker):
         launcher.stop_together(workers)
 
 
+def test_on_redis_a_lower_priority_number_is_served_first_in_four_levels(wf, broker):
+    # Sent while no worker takes the queue: they wait in Redis, in one list per priority step.
+    queue = "prioritized"
+    lows = [wf.prioritized.apply_async((f"low-{n}",), queue=queue, priority=9) for n in range(3)]
+    middle = wf.prioritized.apply_async(("middle",), queue=queue, priority=4)
+    high = wf.prioritized.apply_async(("high",), queue=queue, priority=0)
+    with broker.client(timeout=5, decode_responses=True) as redis:
+        lists = {key: redis.llen(key) for key in redis.keys(queue + "*")}
+    assert lists == {queue: 1, queue + "\x06\x163": 1, queue + "\x06\x169": 3}
+    # One process, one message reserved at a time: it always takes the best one left.
+    worker = launcher.start_worker("demo_tasks.workflows", broker=broker, fast=True, name="prio", queues=[queue],
+                                   concurrency=1, extra_args=["--prefetch-multiplier=1"])
+    try:
+        assert [r.get(timeout=20) for r in (high, middle, *lows)] == ["high", "middle", "low-0", "low-1", "low-2"]
+        order = [r["label"] for r in wf.read_records(wf.PRIORITY_KEY)]
+        assert order == ["high", "middle", "low-0", "low-1", "low-2"]
+    finally:
+        worker.cleanup()
+
+
 def test_the_word_count_pipeline_counts_the_corpus_in_parallel_and_stores_the_top_words(wf, worker, tmp_path,
                                                                                        monkeypatch):
     from demo_tasks import wordcount

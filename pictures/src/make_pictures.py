@@ -26,6 +26,10 @@
 7. retry_timeline.png       drawn by retry_timeline.py from chapter 07's batch on a
                             real worker and the flaky service (its own broker): each
                             attempt of a few retried tasks, and the waits between.
+8. workflow_chain.png       drawn by workflow_timeline.py from chapter 08's app on a
+   workflow_chord.png       real worker (its own broker) from its task events: who ran
+                            each link of a chain, and each piece and the callback of
+                            the word-count chord, on which pool process and when.
 
 Everything runs on an embedded broker on a free port and is stopped at the
 end, whatever happens. Needs Chromium (see launcher/browser.py) and a CJK font
@@ -350,6 +354,7 @@ def main() -> int:
     script_picture("on_commit.py", "on_commit_race.png")
     script_picture("beat_timeline.py", "beat_timeline.png")
     script_picture("retry_timeline.py", "retry_timeline.png")
+    script_picture("workflow_timeline.py", "workflow_chain.png", "workflow_chord.png")
     try:
         broker = launcher.start_embedded()
         # -E: the worker sends task events, which is what Flower shows.

@@ -1,0 +1,406 @@
+"""Chapter 08's measurements: what parallel workers buy, and what a queue of its own buys.
+
+(a) ``measure_parallelism(broker, service)``: the same work done serially in this
+process, then as a group on real workers -- one process (``--concurrency=1``),
+one process per CPU core, and 16 threads in one process. CPU-bound work
+(``count_primes``) speeds up with processes, up to the number of cores, and not
+with threads (the GIL runs one thread's Python code at a time); I/O-bound
+work (``wait_on``, a call of chapter 07's flaky service that answers after a
+fixed wait) speeds up with anything that can wait side by side, and threads are
+the cheapest way to wait. ``table(rows)`` prints the result.
+
+(b) ``measure_fast_latency(broker)``: how long a quick task (``fast_ping``) waits
+before it starts when slow reports were sent just before it -- once with one
+worker that consumes both queues, once with the slow queue on a worker of its
+own. ``latency_table(result)`` prints it.
+
+Both start their workers with ``launcher.start_worker`` and stop them (warm) as
+soon as their measurement is done. Import this module after REDIS_URL names the
+broker (``demo_tasks.workflows`` reads it when it is first imported).
+
+The figures for the chapter's closing note come from::
+
+    python -m demo_tasks.parallelism --repeat 5
+
+which starts a broker and a flaky service of its own, runs both measurements
+``--repeat`` times and prints the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import unicodedata
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+import redis
+
+import launcher
+
+#: One piece of CPU-bound work: count the primes below this (about 0.25 s on a 2-core test machine).
+CPU_LIMIT = 150_000
+#: How many calls of the flaky service the I/O-bound measurement makes.
+IO_CALLS = 4
+#: How many threads the threads pool gets: many more than cores, since a waiting thread needs no core.
+THREADS = 16
+#: How long we wait for any result before we give up (a generous deadline, not a measurement).
+DEADLINE = 120.0
+
+# The labels of the two setups of measure_fast_latency.
+SHARED = "没有自己的队列"
+#: The queues measure_fast_latency sends to: its own, never the chapter workers' "celery" and "slow".
+FAST_QUEUE = "ch08-lat-fast"
+SLOW_QUEUE = "ch08-lat-slow"
+OWN = "有自己的队列"
+
+# Worker names (``-n NAME@%h``): a run record's hostname says which worker ran the task.
+MIXED_WORKER = "ch08-mixed"
+SLOW_WORKER = "ch08-slow"
+FAST_WORKER = "ch08-fast"
+
+
+@dataclass
+class Row:
+    """One measured setup of measure_parallelism."""
+
+    kind: str           # "CPU" or "I/O"
+    setup: str          # what ran the work, in Chinese
+    seconds: float      # from sending (or starting) the work to having every result
+    speedup: float      # the serial time of the same kind divided by ``seconds``
+    same_results: bool  # the results equal those of the serial run, in the same order
+    started_at: float   # wall clock (time.time()) when the work was sent / started
+    ended_at: float     # wall clock when the last result was in
+    worker: str | None = None  # the worker's name; None for the serial run in this process
+    results: list = field(default_factory=list)  # what the work returned, in the order it was sent
+
+
+@dataclass
+class LatencyRound:
+    """One round of measure_fast_latency: a backlog of slow reports, then one fast_ping."""
+
+    setup: str              # SHARED or OWN
+    sent_at: float          # wall clock when fast_ping was sent
+    started_at: float       # wall clock when it started, from the run record it left (same machine)
+    hostname: str           # the worker that ran it, e.g. "ch08-fast@laptop"
+    ping_id: str
+    report_ids: list[str]
+
+    @property
+    def seconds(self) -> float:
+        return self.started_at - self.sent_at
+
+
+@dataclass
+class FastLatency:
+    """What measure_fast_latency measured: every round, and the medians per setup."""
+
+    backlog: int
+    slow_seconds: float
+    rounds: list[LatencyRound] = field(default_factory=list)
+
+    def samples(self, setup: str) -> list[float]:
+        """The latencies of one setup (SHARED or OWN), in seconds, in the order measured."""
+        return [r.seconds for r in self.rounds if r.setup == setup]
+
+    def median(self, setup: str) -> float:
+        return statistics.median(self.samples(setup))
+
+    @property
+    def shared_median(self) -> float:
+        return self.median(SHARED)
+
+    @property
+    def own_median(self) -> float:
+        return self.median(OWN)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+def _url(broker) -> str:
+    return broker if isinstance(broker, str) else broker.url
+
+
+def _workflows(broker):
+    """demo_tasks.workflows, checked to be talking to ``broker`` (it reads REDIS_URL once, at import)."""
+    from demo_tasks import workflows
+
+    if workflows.app.conf.broker_url != _url(broker):
+        raise RuntimeError(f"demo_tasks.workflows talks to {workflows.app.conf.broker_url}, not to the broker "
+                           f"given ({broker}): set REDIS_URL before demo_tasks.workflows is first imported")
+    return workflows
+
+
+def _spec(name: str, concurrency: int, queues: Sequence[str], extra_args: Sequence[str] = ()) -> dict:
+    """start_worker's arguments for one worker of a measurement."""
+    return {"name": name, "concurrency": concurrency, "queues": list(queues), "extra_args": list(extra_args)}
+
+
+@contextmanager
+def _workers(helper: ThreadPoolExecutor, broker, *specs: dict) -> Iterator[list[launcher.Proc]]:
+    """Workers for one measurement, each given by start_worker's keyword arguments (name,
+    concurrency, queues, extra_args). They start side by side and are ready before the
+    ``with`` block runs. Their warm stops (a second or two for a prefork pool, mostly
+    waiting for its processes to exit) start as soon as the block is left and run in
+    ``helper``'s threads while the next measurement goes on: a stopping worker takes no
+    more messages and uses no CPU, so it does not disturb what follows. Leaving the
+    executor's own ``with`` waits until all of them have stopped."""
+    futures = [helper.submit(launcher.start_worker, "demo_tasks.workflows", broker=broker, fast=True, **spec)
+               for spec in specs]
+    started, failure = [], None
+    for future in futures:  # every one, even after a failure: whatever started is stopped
+        try:
+            started.append(future.result())
+        except Exception as exc:  # re-raised below, once the others are stopped
+            failure = failure or exc
+    try:
+        if failure is not None:
+            raise failure
+        yield started
+    finally:
+        for worker in started:
+            helper.submit(worker.cleanup)
+
+
+def _timed(run) -> tuple[list, float, float, float]:
+    """(results, seconds, wall clock at start, wall clock at end) of ``run()``."""
+    started_at, start = time.time(), time.perf_counter()
+    results = list(run())
+    seconds = time.perf_counter() - start
+    return results, seconds, started_at, time.time()
+
+
+def most_at_once(arrivals: Sequence[float], held: float) -> int:
+    """How many requests were in the service at the same moment, at least: each one is
+    counted from its arrival time for ``held`` seconds (how long the service holds every
+    call before answering -- it holds them at least that long, so the count is a lower bound)."""
+    events = sorted([(t, 1) for t in arrivals] + [(t + held, -1) for t in arrivals])
+    most = current = 0
+    for _, change in events:  # at equal times the -1 sorts first: touching is not overlapping
+        current += change
+        most = max(most, current)
+    return most
+
+
+# --- (a) parallelism ----------------------------------------------------------------------
+
+def measure_parallelism(broker, service, *, cpu_pieces: int = 8, cpu_limit: int = CPU_LIMIT,
+                        io_calls: int = IO_CALLS, processes: int | None = None,
+                        threads: int = THREADS) -> list[Row]:
+    """Measure the same work serially and as a group on workers; return one Row per setup.
+
+    CPU-bound: ``cpu_pieces`` counts of primes (below ``cpu_limit``, ``cpu_limit`` + 1000,
+    ...: the pieces cost about the same, their results differ). I/O-bound: ``io_calls``
+    calls of ``service`` (chapter 07's flaky service, started with every call slow:
+    ``start_flaky_service(unavailable=0, timeout=0, slow=1.0, slow_seconds=0.5)``), with
+    call ids ch08-io-00, ch08-io-01, ...: the same ids in every setup, so the same values.
+
+    Setups: serially in this process; a group on a worker with ``--concurrency=1``; on
+    one with ``--concurrency=processes`` (default: os.cpu_count()); and on one with
+    ``--pool=threads --concurrency=threads``: many threads wait side by side, but
+    Python code in threads of one process runs one thread at a time (the GIL), so
+    they speed up the I/O-bound work only. Each worker
+    consumes a queue of its own and the group is sent there, so only it takes the
+    work; it is ready before the clock starts, and the clock runs from sending the
+    group to having every result (``.get()``). A worker measures both kinds of work
+    and is stopped right after.
+
+    Every worker imports requests before it starts its pool (``--include=requests``),
+    as this process has before its serial run: otherwise each worker process would pay
+    for that import inside the measured time of its first call.
+    """
+    from celery import group
+
+    wf = _workflows(broker)
+    processes = processes or os.cpu_count() or 1
+    limits = [cpu_limit + 1000 * i for i in range(cpu_pieces)]
+    calls = [f"ch08-io-{i:02d}" for i in range(io_calls)]
+    url = service.call_url
+
+    def on_worker(task, arguments, queue):
+        def run():
+            return group(task.s(*args) for args in arguments).apply_async(queue=queue).get(timeout=DEADLINE)
+        return run
+
+    cpu_work = [(limit,) for limit in limits]
+    io_work = [(url, call) for call in calls]
+    measured: dict[tuple[str, str], tuple] = {}
+
+    import requests  # noqa: F401 -- imported before the serial run's clock starts (see above)
+
+    measured["CPU", "serial"] = _timed(lambda: (wf.count_primes_here(limit) for limit in limits))
+    measured["I/O", "serial"] = _timed(lambda: (wf.wait_on_here(url, call) for call in calls))
+    include = ["--include=requests"]
+    with ThreadPoolExecutor(max_workers=4) as helper:
+        for key, concurrency in (("c1", 1), ("cpus", processes)):
+            queue = name = f"ch08-par-{key}"
+            with _workers(helper, broker, _spec(name, concurrency, [queue], include)):
+                measured["CPU", key] = (*_timed(on_worker(wf.count_primes, cpu_work, queue)), name)
+                measured["I/O", key] = (*_timed(on_worker(wf.wait_on, io_work, queue)), name)
+        queue = name = "ch08-par-threads"
+        with _workers(helper, broker, _spec(name, threads, [queue], ["--pool=threads", *include])):
+            measured["CPU", "threads"] = (*_timed(on_worker(wf.count_primes, cpu_work, queue)), name)
+            measured["I/O", "threads"] = (*_timed(on_worker(wf.wait_on, io_work, queue)), name)
+        # Leaving the executor's `with` waits until every worker has stopped.
+
+    labels = {
+        "serial": "串行：在本进程里一个接一个地运行",
+        "c1": "group，1 个 worker 进程（--concurrency=1）",
+        "cpus": "group，每个 CPU 核一个进程（--concurrency=核数）",
+        "threads": f"group，1 个进程里 {threads} 个线程（--pool=threads）",
+    }
+    rows = []
+    for kind in ("CPU", "I/O"):
+        serial_results, serial_seconds = measured[kind, "serial"][:2]
+        for key in ("serial", "c1", "cpus", "threads"):
+            if (kind, key) not in measured:
+                continue
+            results, seconds, started_at, ended_at, *worker = measured[kind, key]
+            rows.append(Row(kind, labels[key], seconds, serial_seconds / seconds, results == serial_results,
+                            started_at, ended_at, worker[0] if worker else None, results))
+    return rows
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal or a notebook: Chinese characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - _width(text))
+
+
+def table(rows: Sequence[Row]) -> str:
+    """A plain-text table of measure_parallelism's rows, one row a line."""
+    kinds = {"CPU": "CPU 密集", "I/O": "I/O 密集"}
+    setup_width = max(_width(r.setup) for r in rows)
+    lines = [f"{_pad('任务类型', 10)}{_pad('做法', setup_width + 2)}用时与加速比（与同类型的串行相比）"]
+    for r in rows:
+        same = "结果与串行相同" if r.same_results else "结果与串行不同！"
+        lines.append(f"{_pad(kinds[r.kind], 10)}{_pad(r.setup, setup_width + 2)}"
+                     f"用时 {r.seconds:.2f} 秒  加速比 {r.speedup:.1f} 倍  {same}")
+    return "\n".join(lines)
+
+
+# --- (b) a fast task behind slow ones ---------------------------------------------------------
+
+def measure_fast_latency(broker, *, rounds: int = 5, slow_seconds: float = 0.3, backlog: int = 4,
+                         fast_queue: str = FAST_QUEUE, slow_queue: str = SLOW_QUEUE) -> FastLatency:
+    """How long fast_ping waits, from being sent to starting, behind ``backlog`` slow reports.
+
+    The latency is measured from sending fast_ping (time.time() in this process) to the
+    start time in the run record it leaves in Redis (time.time() in the worker, on the
+    same machine): the wait in queues, not the task's own run or the result's way back.
+
+    The reports are sent to ``slow_queue`` and fast_ping to ``fast_queue``: queues of
+    the measurement's own (as task_routes would send them to "slow" and "celery"), so
+    that the chapter's own workers, which consume "celery" and "slow", take none of them.
+    SHARED: one worker with ``-Q FAST,SLOW --concurrency=1`` takes both queues.
+    OWN: the reports go to a ``-Q SLOW -c 1`` worker, fast_ping to a ``-Q FAST -c 1`` one.
+    In each round ``backlog`` slow_report(slow_seconds) are sent first; once the worker
+    has taken all of them from the broker (the slow queue's list is empty: they wait in the
+    worker now, as prefetched messages), fast_ping is sent. Each setup has ``rounds``
+    rounds, and each round starts with no report left from the one before: in SHARED the
+    reports run before the ping does; in OWN they are revoked once the ping has run (no
+    need to wait for them: they are not what is measured) and the round waits until every
+    one is either done or discarded.
+
+    No other worker may consume these two queues of this broker meanwhile:
+    the run records show where each task ran, and a task run elsewhere is an error.
+    """
+    wf = _workflows(broker)
+    result = FastLatency(backlog, slow_seconds)
+
+    def one_round(setup: str, conn: redis.Redis, revoke: bool) -> LatencyRound:
+        reports = [wf.slow_report.apply_async((slow_seconds,), queue=slow_queue) for _ in range(backlog)]
+        # Sent before fast_ping, but a worker that takes both queues takes them in turn; only
+        # once the reports have left the broker's list is fast_ping sure to be behind all of them.
+        if not launcher.wait_for(lambda: conn.llen(slow_queue) == 0, DEADLINE):
+            raise RuntimeError(f"no worker took the slow reports from the queue {slow_queue!r}")
+        sent_at = time.time()
+        ping = wf.fast_ping.apply_async(queue=fast_queue)
+        ping.get(timeout=DEADLINE)
+        if revoke:
+            wf.app.control.revoke([r.id for r in reports])
+        if not launcher.wait_for(lambda: all(r.ready() for r in reports), DEADLINE):
+            raise RuntimeError("the slow reports did not finish")
+        record = next(r for r in wf.read_records(wf.RUNS_KEY) if r["id"] == ping.id)
+        return LatencyRound(setup, sent_at, record["time"], record["hostname"], ping.id, [r.id for r in reports])
+
+    def check(rounds_done: list[LatencyRound], fast: str, slow: str) -> None:
+        ran_on = {r["id"]: r["hostname"].split("@")[0] for r in wf.read_records(wf.RUNS_KEY)}
+        for r in rounds_done:
+            # Revoked reports never ran: they left no record.
+            wrong = {ran_on[r.ping_id]} - {fast} | {ran_on[i] for i in r.report_ids if i in ran_on} - {slow}
+            if wrong:
+                raise RuntimeError(f"tasks ran on {sorted(wrong)}, not on the measured workers: another worker "
+                                   f"consumes the queue {fast_queue!r} or {slow_queue!r} of this broker; stop it first")
+
+    with redis.Redis.from_url(_url(broker)) as conn, ThreadPoolExecutor(max_workers=4) as helper:
+        with _workers(helper, broker, _spec(MIXED_WORKER, 1, [fast_queue, slow_queue])):
+            shared = [one_round(SHARED, conn, revoke=False) for _ in range(rounds)]
+        check(shared, MIXED_WORKER, MIXED_WORKER)
+        with _workers(helper, broker, _spec(SLOW_WORKER, 1, [slow_queue]),
+                      _spec(FAST_WORKER, 1, [fast_queue])):
+            own = [one_round(OWN, conn, revoke=True) for _ in range(rounds)]
+        check(own, FAST_WORKER, SLOW_WORKER)
+    result.rounds = shared + own
+    return result
+
+
+def latency_table(result: FastLatency) -> str:
+    """The medians of measure_fast_latency, one setup a line."""
+    setups = {SHARED: f"{SHARED}：1 个 worker 消费两个队列（-c 1）",
+              OWN: f"{OWN}：两个队列各有一个 worker（各 -c 1）"}
+    width = max(_width(s) for s in setups.values())
+    lines = [f"fast_ping 从发出到开始运行要等多久（每轮先发 {result.backlog} 个 "
+             f"slow_report({result.slow_seconds:g})，共 {len(result.samples(SHARED))} 轮）："]
+    for setup, label in setups.items():
+        lines.append(f"  {_pad(label, width + 2)}中位数 {result.median(setup) * 1000:.1f} 毫秒")
+    return "\n".join(lines)
+
+
+# --- the benchmark: python -m demo_tasks.parallelism [--repeat N] -----------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo_tasks.parallelism",
+                                     description="Measure chapter 08's speedups and latencies, several times.")
+    parser.add_argument("--repeat", type=int, default=5, help="how many times to run both measurements (5)")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be 1 or more")
+    try:
+        broker = launcher.start_embedded()
+        # demo_tasks.workflows reads REDIS_URL when it is first imported: set it before.
+        os.environ["REDIS_URL"] = broker.url
+        service = launcher.start_flaky_service(unavailable=0, timeout=0, slow=1.0, slow_seconds=0.5)
+        runs, latencies = [], []
+        for n in range(1, args.repeat + 1):
+            runs.append(measure_parallelism(broker, service))
+            latencies.append(measure_fast_latency(broker))
+            print(f"run {n} of {args.repeat} done", file=sys.stderr, flush=True)
+        medians = [replace(first, seconds=statistics.median(run[i].seconds for run in runs),
+                           speedup=statistics.median(run[i].speedup for run in runs),
+                           same_results=all(run[i].same_results for run in runs))
+                   for i, first in enumerate(runs[0])]
+        print(f"Medians of {args.repeat} runs ({os.cpu_count()} CPUs):")
+        print(table(medians))
+        print("speedups of every run: " + "; ".join(
+            f"{r.kind} {r.worker or 'serial'}: " + ", ".join(f"{run[i].speedup:.2f}" for run in runs)
+            for i, r in enumerate(runs[0])))
+        for setup in (SHARED, OWN):
+            per_run = [result.median(setup) * 1000 for result in latencies]
+            print(f"fast_ping latency, {setup}: median {statistics.median(per_run):.1f} ms "
+                  f"(per run: {', '.join(f'{m:.1f}' for m in per_run)})")
+    finally:
+        launcher.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

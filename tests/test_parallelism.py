@@ -1,0 +1,187 @@
+"""Chapter 08's measurements (demo_tasks.parallelism) with real workers, small sizes.
+
+What is checked is what load cannot change: every setup returns the serial results
+(predicted independently: primes counted here, the flaky service's values from its
+hash); which calls the service saw at the same time (by its own arrival times, each
+call held at least ``SLOW`` seconds); times only from below; which worker ran what
+(by the hostname in the run records). Never an upper bound on a time, never a speedup.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import launcher
+from demo_tasks import flaky_service
+from demo_tasks import parallelism as par
+
+#: How long the service holds every call (it answers every call "slow").
+SLOW = 0.2
+IO_CALLS = 3
+CPU_PIECES, CPU_LIMIT = 3, 20_000
+# Reports of 0.5 s: the lower bound below allows one report to have run before the ping
+# is sent (this process can be held up that long on a loaded machine only rarely).
+BACKLOG, SLOW_REPORT, ROUNDS = 3, 0.5, 2
+
+
+@pytest.fixture(scope="module")
+def wf(workflows_app, broker):
+    broker.flush()  # no message or record left by another module
+    return workflows_app
+
+
+@pytest.fixture(scope="module")
+def service():
+    s = launcher.start_flaky_service(unavailable=0, timeout=0, slow=1.0, slow_seconds=SLOW)
+    try:
+        yield s
+    finally:
+        s.cleanup()
+
+
+@pytest.fixture(scope="module")
+def rows(wf, broker, service):
+    return par.measure_parallelism(broker, service, cpu_pieces=CPU_PIECES, cpu_limit=CPU_LIMIT,
+                                   io_calls=IO_CALLS, threads=8)
+
+
+@pytest.fixture(scope="module")
+def latency(wf, broker):
+    return par.measure_fast_latency(broker, rounds=ROUNDS, slow_seconds=SLOW_REPORT, backlog=BACKLOG)
+
+
+def by_setup(rows, kind: str) -> dict[str | None, par.Row]:
+    """The rows of one kind, by the worker that ran them (None: serial, in this process)."""
+    return {r.worker: r for r in rows if r.kind == kind}
+
+
+def requests_during(service, row: par.Row) -> list[dict]:
+    """The calls the service received while ``row`` was being measured."""
+    return [q for q in service.requests() if row.started_at <= q["t"] <= row.ended_at]
+
+
+# --- (a) parallelism ----------------------------------------------------------------------
+
+def test_every_setup_gives_the_serial_results(rows, wf, service):
+    expected_cpu = [wf.count_primes_here(CPU_LIMIT + 1000 * i) for i in range(CPU_PIECES)]
+    # The service's value is a hash of (call id, attempt): predicted without calling it.
+    expected_io = [flaky_service.value(f"ch08-io-{i:02d}", 0, seed=service.seed) for i in range(IO_CALLS)]
+    assert list(by_setup(rows, "CPU")) == [None, "ch08-par-c1", "ch08-par-cpus", "ch08-par-threads"]
+    assert list(by_setup(rows, "I/O")) == [None, "ch08-par-c1", "ch08-par-cpus", "ch08-par-threads"]
+    for row in rows:
+        assert row.results == (expected_cpu if row.kind == "CPU" else expected_io), row.setup
+        assert row.same_results, row.setup
+    assert len(set(expected_cpu)) == CPU_PIECES, "pieces of different sizes: a mixed-up order would show"
+
+
+def test_the_workers_are_stopped_once_measured(rows):
+    names = {f"worker-{r.worker}" for r in rows if r.worker}
+    assert names == {"worker-ch08-par-c1", "worker-ch08-par-cpus", "worker-ch08-par-threads"}
+    assert not names & {p.name for p in launcher.running()}
+
+
+def test_each_setup_made_its_own_calls_and_one_at_a_time_takes_their_sum(rows, service):
+    calls = [f"ch08-io-{i:02d}" for i in range(IO_CALLS)]
+    io = by_setup(rows, "I/O")
+    for row in io.values():
+        seen = requests_during(service, row)
+        assert sorted(q["task"] for q in seen) == calls, row.setup
+        assert {(q["outcome"], q["status"]) for q in seen} == {("slow", 200)}
+    # One call at a time: each held SLOW seconds, so at least their sum (a lower bound).
+    for one_at_a_time in (io[None], io["ch08-par-c1"]):
+        assert one_at_a_time.seconds >= IO_CALLS * SLOW
+        assert par.most_at_once([q["t"] for q in requests_during(service, one_at_a_time)], SLOW) == 1
+
+
+def test_the_threads_pool_made_its_calls_side_by_side(rows, service):
+    threads = by_setup(rows, "I/O")["ch08-par-threads"]
+    arrivals = [q["t"] for q in requests_during(service, threads)]
+    # A call that arrived before the previous one had been answered (held >= SLOW s) overlapped it.
+    assert par.most_at_once(arrivals, SLOW) >= 2, arrivals
+
+
+def test_most_at_once_counts_overlaps_from_arrival_times():
+    assert par.most_at_once([], 0.5) == 0
+    assert par.most_at_once([0.0, 0.5, 1.0], 0.5) == 1, "each arrives as the previous is answered"
+    assert par.most_at_once([0.0, 0.1, 0.2, 1.0], 0.5) == 3
+    assert par.most_at_once([1.0, 0.0, 0.4], 0.5) == 2, "order of arrival does not matter"
+
+
+def test_the_table_prints_one_row_a_line_with_only_labelled_numbers(rows):
+    text = par.table(rows)
+    lines = text.splitlines()
+    assert len(lines) == len(rows) + 1
+    for line, row in zip(lines[1:], rows, strict=True):
+        assert f"用时 {row.seconds:.2f} 秒" in line and f"加速比 {row.speedup:.1f} 倍" in line
+        assert row.setup in line and "结果与串行相同" in line
+    # Other measurements give the same text once the labelled numbers are blanked.
+    other = [par.Row(r.kind, r.setup, r.seconds * 3.7 + 10, r.speedup * 2.3 + 1, r.same_results,
+                     r.started_at, r.ended_at, r.worker) for r in rows]
+
+    def blank(t: str) -> str:
+        return re.sub(r"(用时|加速比) \d+\.\d+ (秒|倍)", r"\1 N \2", t)
+
+    assert blank(par.table(other)) == blank(text)
+    assert "结果与串行不同" in par.table([par.Row("CPU", "x", 1.0, 1.0, False, 0.0, 1.0)])
+
+
+def test_a_module_imported_for_another_broker_is_refused(wf):
+    with pytest.raises(RuntimeError, match=r"set REDIS_URL before demo_tasks\.workflows is first imported"):
+        par.measure_fast_latency("redis://127.0.0.1:1/0")
+
+
+# --- (b) a fast task behind slow ones ---------------------------------------------------------
+
+def test_without_its_own_queue_the_fast_task_waits_for_the_backlog(latency, wf):
+    records = {r["id"]: r for r in wf.read_records(wf.RUNS_KEY)}
+    shared = [r for r in latency.rounds if r.setup == par.SHARED]
+    assert len(shared) == ROUNDS
+    for r in shared:
+        assert r.hostname.startswith(f"{par.MIXED_WORKER}@")
+        reports = [records[i] for i in r.report_ids]
+        assert {x["hostname"] for x in reports} == {r.hostname}
+        # It started only after every report had run its sleep: the backlog was all ahead of it ...
+        assert r.started_at >= max(x["time"] for x in reports) + SLOW_REPORT
+        # ... so it waited at least the sleep of every report that had not started when it was sent,
+        waiting = [x for x in reports if x["time"] >= r.sent_at]
+        assert r.seconds >= len(waiting) * SLOW_REPORT
+        # ... which, with the whole backlog taken by the worker before it was sent, is all but
+        # the one the worker had started on.
+        assert r.seconds >= (BACKLOG - 1) * SLOW_REPORT
+    assert latency.median(par.SHARED) >= (BACKLOG - 1) * SLOW_REPORT
+
+
+def test_with_its_own_queue_the_fast_task_runs_on_the_other_worker(latency, wf):
+    records = {r["id"]: r for r in wf.read_records(wf.RUNS_KEY)}
+    own = [r for r in latency.rounds if r.setup == par.OWN]
+    assert len(own) == ROUNDS
+    for r in own:
+        assert r.hostname.startswith(f"{par.FAST_WORKER}@")
+        assert records[r.ping_id]["hostname"] == r.hostname
+        # The reports that ran (the others were revoked before their turn) ran on the slow worker.
+        ran = {records[i]["hostname"] for i in r.report_ids if i in records}
+        assert {host.split("@")[0] for host in ran} <= {par.SLOW_WORKER}
+        assert r.hostname not in ran
+
+
+def test_every_report_is_finished_or_revoked_and_the_workers_are_stopped(latency, wf):
+    from celery.result import AsyncResult
+
+    def states(setup: str) -> set[str]:
+        return {AsyncResult(i, app=wf.app).state for r in latency.rounds if r.setup == setup for i in r.report_ids}
+
+    assert states(par.SHARED) == {"SUCCESS"}, "they all ran before the ping did"
+    assert states(par.OWN) <= {"SUCCESS", "REVOKED"}, "the rest was revoked once the ping had run"
+    names = {f"worker-{n}" for n in (par.MIXED_WORKER, par.SLOW_WORKER, par.FAST_WORKER)}
+    assert not names & {p.name for p in launcher.running()}
+
+
+def test_the_latency_table_gives_a_median_per_setup(latency):
+    lines = par.latency_table(latency).splitlines()
+    assert len(lines) == 3
+    for line, setup in zip(lines[1:], (par.SHARED, par.OWN), strict=True):
+        assert line.strip().startswith(setup)
+        assert line.endswith(f"中位数 {latency.median(setup) * 1000:.1f} 毫秒")
+    assert latency.samples(par.SHARED) == [r.seconds for r in latency.rounds[:ROUNDS]]
