@@ -27,12 +27,13 @@ tempfile.tempdir = None  # re-read TMPDIR
 
 
 def pytest_xdist_auto_num_workers(config):
-    """`-n auto`: three test processes per core. The tests spend most of their time
+    """`-n auto`: four test processes per core. The tests spend most of their time
     waiting for real workers, servers and kernels, so one per core leaves the
     cores idle (measured on 2 cores: 4 processes finish the suite in about 70 %
     of the time 2 take; with chapter 07's long waits, 6 take 323 s where 4 took
-    352 s, and the cores were still about half idle)."""
-    return max(2, min(3 * (os.cpu_count() or 1), 8))
+    352 s; with chapter 08, 8 take 338 s where 6 took 350 s, the cores still
+    about half idle)."""
+    return max(2, min(4 * (os.cpu_count() or 1), 8))
 
 
 #: Files that take longest start first, so that pytest-xdist's workers end together

@@ -49,6 +49,8 @@ CPU_LIMIT = 150_000
 IO_CALLS = 4
 #: How many threads the threads pool gets: many more than cores, since a waiting thread needs no core.
 THREADS = 16
+#: How often GroupResult.get() checks whether a measured group is done (seconds).
+POLL = 0.01
 #: How long we wait for any result before we give up (a generous deadline, not a measurement).
 DEADLINE = 120.0
 
@@ -224,7 +226,11 @@ def measure_parallelism(broker, service, *, cpu_pieces: int = 8, cpu_limit: int 
 
     def on_worker(task, arguments, queue):
         def run():
-            return group(task.s(*args) for args in arguments).apply_async(queue=queue).get(timeout=DEADLINE)
+            # interval: GroupResult.get() checks whether the whole group is done once per
+            # interval (0.5 s by default; measured: a group of 0.1 s tasks returned after
+            # 0.51 s with the default, 0.11 s with 0.01), which would pad every measurement.
+            group_result = group(task.s(*args) for args in arguments).apply_async(queue=queue)
+            return group_result.get(timeout=DEADLINE, interval=POLL)
         return run
 
     cpu_work = [(limit,) for limit in limits]

@@ -65,6 +65,19 @@ def average_chord(ns: dict) -> list[str]:
 
 # --- Exercise 2: a queue of its own ---------------------------------------------------------
 
+def _option(words: list[str], short: str, long: str) -> str | None:
+    """The value of an option given as `-A x`, `-Ax`, `--app x` or `--app=x` (the last one wins)."""
+    value = None
+    for i, word in enumerate(words):
+        if word in (short, long) and i + 1 < len(words):
+            value = words[i + 1]
+        elif word.startswith(long + "="):
+            value = word.split("=", 1)[1]
+        elif word.startswith(short) and len(word) > len(short):
+            value = word[len(short):]
+    return value
+
+
 def _queues_in(command: str) -> tuple[list[str] | None, str | None]:
     """The queues a `celery ... worker -Q ...` command consumes, or a hint why it is not one."""
     try:
@@ -74,26 +87,10 @@ def _queues_in(command: str) -> tuple[list[str] | None, str | None]:
     if not words or words[0] != "celery" or "worker" not in words:
         return None, "命令应该是 celery -A demo_tasks.workflows worker …"
     # Celery 5 takes -A before the subcommand: after it, `celery worker -A ...` is refused.
-    before = words[:words.index("worker")]
-    app = None
-    for i, word in enumerate(before):
-        if word in ("-A", "--app") and i + 1 < len(before):
-            app = before[i + 1]
-        elif word.startswith("--app="):
-            app = word.split("=", 1)[1]
-        elif word.startswith("-A") and len(word) > 2:
-            app = word[2:]
-    if app != "demo_tasks.workflows":
+    if _option(words[:words.index("worker")], "-A", "--app") != "demo_tasks.workflows":
         return None, ("命令里要有 -A demo_tasks.workflows，而且写在 worker 前面（Celery 5 的顺序），"
                       "worker 才知道有哪些任务")
-    queues = None
-    for i, word in enumerate(words):
-        if word in ("-Q", "--queues") and i + 1 < len(words):
-            queues = words[i + 1]
-        elif word.startswith("--queues="):
-            queues = word.split("=", 1)[1]
-        elif word.startswith("-Q") and len(word) > 2:
-            queues = word[2:]
+    queues = _option(words, "-Q", "--queues")
     if queues is None:
         return None, "命令里没有 -Q：不写的话，worker 消费默认队列 celery，不是 ch08-ping"
     return [q for q in queues.split(",") if q], None
