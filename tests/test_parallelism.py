@@ -134,12 +134,17 @@ def test_a_module_imported_for_another_broker_is_refused(wf):
 
 # --- (b) a fast task behind slow ones ---------------------------------------------------------
 
+def rounds_on(latency, setup: str, worker: str) -> list:
+    """The rounds of one setup, each checked to have had its fast_ping run by ``worker``."""
+    rounds = [r for r in latency.rounds if r.setup == setup]
+    assert len(rounds) == ROUNDS
+    assert all(r.hostname.startswith(f"{worker}@") for r in rounds), [r.hostname for r in rounds]
+    return rounds
+
+
 def test_without_its_own_queue_the_fast_task_waits_for_the_backlog(latency, wf):
     records = {r["id"]: r for r in wf.read_records(wf.RUNS_KEY)}
-    shared = [r for r in latency.rounds if r.setup == par.SHARED]
-    assert len(shared) == ROUNDS
-    for r in shared:
-        assert r.hostname.startswith(f"{par.MIXED_WORKER}@")
+    for r in rounds_on(latency, par.SHARED, par.MIXED_WORKER):
         reports = [records[i] for i in r.report_ids]
         assert {x["hostname"] for x in reports} == {r.hostname}
         # It started only after every report had run its sleep: the backlog was all ahead of it ...
@@ -155,10 +160,7 @@ def test_without_its_own_queue_the_fast_task_waits_for_the_backlog(latency, wf):
 
 def test_with_its_own_queue_the_fast_task_runs_on_the_other_worker(latency, wf):
     records = {r["id"]: r for r in wf.read_records(wf.RUNS_KEY)}
-    own = [r for r in latency.rounds if r.setup == par.OWN]
-    assert len(own) == ROUNDS
-    for r in own:
-        assert r.hostname.startswith(f"{par.FAST_WORKER}@")
+    for r in rounds_on(latency, par.OWN, par.FAST_WORKER):
         assert records[r.ping_id]["hostname"] == r.hostname
         # The reports that ran (the others were revoked before their turn) ran on the slow worker.
         ran = {records[i]["hostname"] for i in r.report_ids if i in records}
