@@ -43,7 +43,6 @@ from __future__ import annotations
 import os
 import statistics
 import time
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
@@ -54,6 +53,7 @@ from celery.result import AsyncResult
 from celery.utils import uuid
 
 import launcher
+from demo_tasks import columns
 from launcher import Proc, sanitize
 
 #: How long get() waits in the cases where the result does come back.
@@ -310,11 +310,6 @@ def medians(worker: Proc, n: int = 5, *, include_slow_default: bool = True,
 
 # --- the table ---------------------------------------------------------------------------
 
-def _width(text: str) -> int:
-    """Columns a terminal gives ``text``: Chinese characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
 #: Punctuation that stays with what comes before it.
 _CLOSING = set("）》」』，。；：、！？),.;:!?")
 
@@ -326,7 +321,8 @@ def _tokens(text: str) -> list[str]:
     for char in text:
         last = tokens[-1][-1] if tokens else None
         closing = char in _CLOSING  # never at the start of a line
-        same_run = last is not None and _width(char) == _width(last) == 1 and char.isspace() == last.isspace()
+        same_run = (last is not None and columns.width(char) == columns.width(last) == 1
+                    and char.isspace() == last.isspace())
         if last is not None and (closing or same_run):
             tokens[-1] += char
         else:
@@ -340,7 +336,7 @@ def _wrap(text: str, width: int) -> list[str]:
     lines: list[str] = []
     line = ""
     for token in _tokens(text):
-        if _width(line + token) <= width:
+        if columns.width(line + token) <= width:
             line += token
             continue
         if token.isspace():  # a break: the spaces go with it
@@ -351,7 +347,7 @@ def _wrap(text: str, width: int) -> list[str]:
             lines.append(line.rstrip())
         line = ""
         for char in token:  # only a word longer than the whole line gets here with characters left
-            if _width(line + char) > width:
+            if columns.width(line + char) > width:
                 lines.append(line)
                 line = ""
             line += char
@@ -375,7 +371,7 @@ def _grid(headers: list[str], rows: list[list[str]], widths: list[int]) -> str:
         out = []
         for i in range(height):
             parts = [w[i] if i < len(w) else "" for w in wrapped]
-            padded = [p + " " * (w - _width(p)) for p, w in zip(parts[:-1], widths, strict=False)]
+            padded = [columns.pad(p, w) for p, w in zip(parts[:-1], widths, strict=False)]
             out.append("  ".join([*padded, parts[-1]]).rstrip())
         return out
 
@@ -394,7 +390,7 @@ def table(rows: list[Row]) -> str:
              for i, r in enumerate(rows, 1)]
     # Exception names are never wrapped: their column fits the longest. The last
     # column's width (only its rule uses it) never depends on a measured time.
-    widths = [32, max(_width(c[1]) for c in [headers, *cells]), 40, 30, _width(_duration(0))]
+    widths = [32, max(columns.width(c[1]) for c in [headers, *cells]), 40, 30, columns.width(_duration(0))]
     text = _grid(headers, cells, widths)
     logged = [(i, r.log_line) for i, r in enumerate(rows, 1) if r.log_line]
     if logged:
@@ -406,7 +402,7 @@ def medians_table(result: dict[str, float], n: int) -> str:
     """What medians() returned, one line per case, labelled in Chinese."""
     return _grid(["情形", f"{n} 次的中位数"],
                  [[LABELS[name], _duration(seconds)] for name, seconds in result.items()],
-                 [60, _width(_duration(0))])
+                 [60, columns.width(_duration(0))])
 
 
 # --- python -m demo_tasks.bad_inputs ---------------------------------------------------------

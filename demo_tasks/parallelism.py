@@ -33,7 +33,6 @@ import os
 import statistics
 import sys
 import time
-import unicodedata
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -42,6 +41,8 @@ from dataclasses import dataclass, field, replace
 import redis
 
 import launcher
+from demo_tasks import columns
+from launcher.broker import broker_url_of
 
 #: One piece of CPU-bound work: count the primes below this (about 0.25 s on a 2-core test machine).
 CPU_LIMIT = 150_000
@@ -113,26 +114,14 @@ class FastLatency:
     def median(self, setup: str) -> float:
         return statistics.median(self.samples(setup))
 
-    @property
-    def shared_median(self) -> float:
-        return self.median(SHARED)
-
-    @property
-    def own_median(self) -> float:
-        return self.median(OWN)
-
 
 # --- helpers ------------------------------------------------------------------------------
-
-def _url(broker) -> str:
-    return broker if isinstance(broker, str) else broker.url
-
 
 def _workflows(broker):
     """demo_tasks.workflows, checked to be talking to ``broker`` (it reads REDIS_URL once, at import)."""
     from demo_tasks import workflows
 
-    if workflows.app.conf.broker_url != _url(broker):
+    if workflows.app.conf.broker_url != broker_url_of(broker):
         raise RuntimeError(f"demo_tasks.workflows talks to {workflows.app.conf.broker_url}, not to the broker "
                            f"given ({broker}): set REDIS_URL before demo_tasks.workflows is first imported")
     return workflows
@@ -175,18 +164,6 @@ def _timed(run) -> tuple[list, float, float, float]:
     results = list(run())
     seconds = time.perf_counter() - start
     return results, seconds, started_at, time.time()
-
-
-def most_at_once(arrivals: Sequence[float], held: float) -> int:
-    """How many requests were in the service at the same moment, at least: each one is
-    counted from its arrival time for ``held`` seconds (how long the service holds every
-    call before answering -- it holds them at least that long, so the count is a lower bound)."""
-    events = sorted([(t, 1) for t in arrivals] + [(t + held, -1) for t in arrivals])
-    most = current = 0
-    for _, change in events:  # at equal times the -1 sorts first: touching is not overlapping
-        current += change
-        most = max(most, current)
-    return most
 
 
 # --- (a) parallelism ----------------------------------------------------------------------
@@ -272,23 +249,14 @@ def measure_parallelism(broker, service, *, cpu_pieces: int = 8, cpu_limit: int 
     return rows
 
 
-def _width(text: str) -> int:
-    """Columns ``text`` takes in a terminal or a notebook: Chinese characters take two."""
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * max(0, width - _width(text))
-
-
 def table(rows: Sequence[Row]) -> str:
     """A plain-text table of measure_parallelism's rows, one row a line."""
     kinds = {"CPU": "CPU 密集", "I/O": "I/O 密集"}
-    setup_width = max(_width(r.setup) for r in rows)
-    lines = [f"{_pad('任务类型', 10)}{_pad('做法', setup_width + 2)}用时与加速比（与同类型的串行相比）"]
+    setup_width = max(columns.width(r.setup) for r in rows)
+    lines = [f"{columns.pad('任务类型', 10)}{columns.pad('做法', setup_width + 2)}用时与加速比（与同类型的串行相比）"]
     for r in rows:
         same = "结果与串行相同" if r.same_results else "结果与串行不同！"
-        lines.append(f"{_pad(kinds[r.kind], 10)}{_pad(r.setup, setup_width + 2)}"
+        lines.append(f"{columns.pad(kinds[r.kind], 10)}{columns.pad(r.setup, setup_width + 2)}"
                      f"用时 {r.seconds:.2f} 秒  加速比 {r.speedup:.1f} 倍  {same}")
     return "\n".join(lines)
 
@@ -347,7 +315,7 @@ def measure_fast_latency(broker, *, rounds: int = 5, slow_seconds: float = 0.3, 
                 raise RuntimeError(f"tasks ran on {sorted(wrong)}, not on the measured workers: another worker "
                                    f"consumes the queue {fast_queue!r} or {slow_queue!r} of this broker; stop it first")
 
-    with redis.Redis.from_url(_url(broker)) as conn, ThreadPoolExecutor(max_workers=4) as helper:
+    with redis.Redis.from_url(broker_url_of(broker)) as conn, ThreadPoolExecutor(max_workers=4) as helper:
         with _workers(helper, broker, _spec(MIXED_WORKER, 1, [fast_queue, slow_queue])):
             shared = [one_round(SHARED, conn, revoke=False) for _ in range(rounds)]
         check(shared, MIXED_WORKER, MIXED_WORKER)
@@ -363,11 +331,11 @@ def latency_table(result: FastLatency) -> str:
     """The medians of measure_fast_latency, one setup a line."""
     setups = {SHARED: f"{SHARED}：1 个 worker 消费两个队列（-c 1）",
               OWN: f"{OWN}：两个队列各有一个 worker（各 -c 1）"}
-    width = max(_width(s) for s in setups.values())
+    width = max(columns.width(s) for s in setups.values())
     lines = [f"fast_ping 从发出到开始运行要等多久（每轮先发 {result.backlog} 个 "
              f"slow_report({result.slow_seconds:g})，共 {len(result.samples(SHARED))} 轮）："]
     for setup, label in setups.items():
-        lines.append(f"  {_pad(label, width + 2)}中位数 {result.median(setup) * 1000:.1f} 毫秒")
+        lines.append(f"  {columns.pad(label, width + 2)}中位数 {result.median(setup) * 1000:.1f} 毫秒")
     return "\n".join(lines)
 
 
