@@ -1,6 +1,6 @@
 """Chapter 07's app: tasks that fail, retry, run out of time, or are called badly.
 
-Most tasks here call the course's flaky service (``demo_tasks/flaky_service.py``,
+Most tasks here call the course's flaky service (``services/flaky_service.py``,
 started by ``launcher.start_flaky_service()``): a small HTTP server that fails
 on purpose -- 503, a request that hangs past the client's timeout, or a slow
 answer -- decided by a seeded hash of (task id, attempt), so a given call

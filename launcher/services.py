@@ -1,9 +1,9 @@
 """Small services the chapters' tasks talk to, as background processes.
 
 Only command lines and readiness live here; the services themselves are in
-``demo_tasks/`` (e.g. ``demo_tasks/flaky_service.py``, chapter 07).
+``services/`` (e.g. ``services/flaky_service.py``, chapter 07).
 
-    service = start_flaky_service()                 # python -m demo_tasks.flaky_service --port PORT
+    service = start_flaky_service()                 # python -m services.flaky_service --port PORT
     service.call_url                                # http://127.0.0.1:PORT/call
     service.requests()                              # the calls it received, in order
     service.reset()                                 # ... forgotten
@@ -58,13 +58,13 @@ class FlakyServiceProc(Proc):
 def start_flaky_service(*, seed: int = 7, unavailable: float = 0.2, timeout: float = 0.1, slow: float = 0.1,
                         hang: float = 3.0, slow_seconds: float = 0.2, port: int | None = None,
                         timeout_s: float = 15.0) -> FlakyServiceProc:
-    """Start ``python -m demo_tasks.flaky_service`` on ``port`` (default: a free one)
+    """Start ``python -m services.flaky_service`` on ``port`` (default: a free one)
     and wait until it answers GET /health. ``unavailable``, ``timeout`` and ``slow``
     are the shares of calls that answer 503, hang ``hang`` seconds, or take
     ``slow_seconds``; ``timeout_s`` is how long we wait for it to be ready.
     A port another program has is a PortInUse error."""
     port = port or free_port()
-    args = ["-m", "demo_tasks.flaky_service", "--port", str(port), "--seed", str(seed)]
+    args = ["-m", "services.flaky_service", "--port", str(port), "--seed", str(seed)]
     options = {"--unavailable": (unavailable, 0.2), "--timeout": (timeout, 0.1), "--slow": (slow, 0.1),
                "--hang": (hang, 3.0), "--slow-seconds": (slow_seconds, 0.2)}
     # All options go to the process; the command shown to a learner names only those that differ
@@ -79,5 +79,5 @@ def start_flaky_service(*, seed: int = 7, unavailable: float = 0.2, timeout: flo
     proc.port, proc.seed, proc.url = port, seed, f"http://{ADDRESS}:{port}"
     # Ours, not just anyone's: this process listens on the port, and answers /health there.
     proc.wait_until_listening(port, timeout_s, answers=lambda: proc.answers(0.5),
-                              advice="Does `python -m demo_tasks.flaky_service --port PORT` start?")
+                              advice="Does `python -m services.flaky_service --port PORT` start?")
     return proc

@@ -89,7 +89,7 @@ def _finished(result) -> bool:
 def polite(ns: dict) -> list[str]:
     if _folder(ns) is None or "service" not in ns:
         return ["先运行“练习”一节开头的单元格（它写好 my_tasks.py 的开头）"]
-    from demo_tasks import flaky_service
+    from services import flaky_service
 
     service = ns["service"]
     recovers, = flaky_service.task_ids("polite", 1, where=lambda v: v[:3] == ["unavailable", "timeout", "ok"])

@@ -1,4 +1,4 @@
-"""Chapter 07's table of bad inputs (demo_tasks.bad_inputs), each case provoked
+"""Chapter 07's table of bad inputs (instruments.bad_inputs), each case provoked
 against a real `celery -A demo_tasks.retries worker --concurrency=1`.
 
 demo_tasks.retries is imported only by the session's ``retries_app`` fixture,
@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 import launcher
-from demo_tasks import bad_inputs
-from demo_tasks.bad_inputs import Row
+from instruments import bad_inputs
+from instruments.bad_inputs import Row
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The flaky service of chapter 07 (demo_tasks/flaky_service.py): its pure verdicts,
+"""The flaky service of chapter 07 (services/flaky_service.py): its pure verdicts,
 and a real server process started by launcher.start_flaky_service()."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import requests
 
 import launcher
-from demo_tasks.flaky_service import VERDICTS, draw, task_ids, value, verdict
 from launcher.procs import port_taken
+from services.flaky_service import VERDICTS, draw, task_ids, value, verdict
 
 #: What a client waits for before it gives up (the chapter's tasks wait 0.5 s).
 CLIENT_TIMEOUT = 0.3
@@ -93,7 +93,7 @@ def test_the_service_answers_health_and_shows_its_command(service):
     assert requests.get(service.url + "/health", timeout=5).json() == {"ok": True}
     assert service.call_url == service.url + "/call"
     assert service.url == f"http://127.0.0.1:{service.port}"
-    assert service.display == f"python -m demo_tasks.flaky_service --port {service.port} --seed 7"
+    assert service.display == f"python -m services.flaky_service --port {service.port} --seed 7"
     assert "flaky service ready on http://127.0.0.1:" in service.log()
 
 

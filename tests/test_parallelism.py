@@ -1,4 +1,4 @@
-"""Chapter 08's measurements (demo_tasks.parallelism) with real workers, small sizes.
+"""Chapter 08's measurements (instruments.parallelism) with real workers, small sizes.
 
 What is checked is what load cannot change: every setup returns the serial results
 (predicted independently: primes counted here, the flaky service's values from its
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import pytest
 
 import launcher
-from demo_tasks import flaky_service
-from demo_tasks import parallelism as par
+from instruments import parallelism as par
+from services import flaky_service
 
 #: How long the service holds every call (it answers every call "slow").
 SLOW = 0.2

@@ -3,7 +3,7 @@ service: retry counts and the gaps between attempts from the service's own
 request log, what is not retried, time limits per pool, revoke, Ignore/Reject
 and the error hooks.
 
-Every count is predicted from the service's rule (demo_tasks.flaky_service.verdict,
+Every count is predicted from the service's rule (services.flaky_service.verdict,
 a hash of task id and attempt) and then compared with what really happened.
 Times are checked only from below: a retry never comes before the wait Celery
 computed (jitter is off for fetch_with_retries), which load cannot break.
@@ -14,7 +14,8 @@ from __future__ import annotations
 import pytest
 
 import launcher
-from demo_tasks import flaky_service, retry_stats
+from instruments import retry_stats
+from services import flaky_service
 
 FAILING = ("unavailable", "timeout")
 

@@ -1,8 +1,8 @@
-"""Chapter 08's event recorder (demo_tasks.task_events) against a real worker.
+"""Chapter 08's event recorder (instruments.task_events) against a real worker.
 
 The worker runs demo_tasks.retries (chapter 07's app: its `sleep`, `divide` and
 `fetch_manual_retry` tasks) with task events on (-E), and imports
-demo_tasks.task_events (-I) so that its pool processes announce the tasks they
+instruments.task_events (-I) so that its pool processes announce the tasks they
 start. Times are checked only from below or against each other.
 """
 
@@ -16,7 +16,7 @@ import pytest
 from celery import Celery, group
 
 import launcher
-from demo_tasks.task_events import (
+from instruments.task_events import (
     POOL_EVENT,
     THREAD_NAME,
     EventRecorder,
@@ -40,7 +40,7 @@ def retries(retries_app, broker):
 @pytest.fixture(scope="module")
 def worker(retries, broker):
     w = launcher.start_worker("demo_tasks.retries", broker=broker, fast=True, concurrency=2,
-                              extra_args=["-E", "-I", "demo_tasks.task_events"])
+                              extra_args=["-E", "-I", "instruments.task_events"])
     yield w
     w.cleanup()
 

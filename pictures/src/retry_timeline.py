@@ -53,7 +53,7 @@ sys.path.insert(0, str(HERE))  # fonts.py, beside this file
 from fonts import save_figure, use_cjk_font  # noqa: E402
 
 import launcher  # noqa: E402
-from demo_tasks import retry_stats  # noqa: E402
+from instruments import retry_stats  # noqa: E402
 from launcher.paths import REPO_ROOT  # noqa: E402
 
 OUTPUT = REPO_ROOT / "pictures" / "retry_timeline.png"

@@ -4,9 +4,9 @@ ran each task of a chain and of a chord, and when.
     .venv/bin/python pictures/src/workflow_timeline.py
 
 The run, on an embedded broker of its own on a free port (never 6379), with a
-real ``celery -A demo_tasks.workflows worker -E -I demo_tasks.task_events``
+real ``celery -A demo_tasks.workflows worker -E -I instruments.task_events``
 (2 pool processes; ``-E``: task events; ``-I``: each pool process announces the
-tasks it starts with its own pid, see demo_tasks/task_events.py), while an
+tasks it starts with its own pid, see instruments/task_events.py), while an
 ``EventRecorder`` listens:
 
 1. a warm-up: groups of 4 small ``count_piece`` tasks until every pool process
@@ -83,7 +83,7 @@ sys.path.insert(0, str(HERE))  # fonts.py, beside this file
 from fonts import save_figure, use_cjk_font  # noqa: E402
 
 import launcher  # noqa: E402
-from demo_tasks.task_events import TaskRecord, lanes  # noqa: E402
+from instruments.task_events import TaskRecord, lanes  # noqa: E402
 from launcher.paths import REPO_ROOT  # noqa: E402
 
 CHAIN_OUTPUT = REPO_ROOT / "pictures" / "workflow_chain.png"
@@ -184,7 +184,7 @@ def real_run() -> Run:
         from celery import chain, group
 
         from demo_tasks import wordcount, workflows
-        from demo_tasks.task_events import EventRecorder
+        from instruments.task_events import EventRecorder
 
         # The serial count of the check, in this process: jieba's cache goes to our folder too.
         wordcount.quiet_jieba(cache)
@@ -193,7 +193,7 @@ def real_run() -> Run:
         expected = wordcount.top(wordcount.merge([wordcount.count_words(p) for p in pieces]), TOP_N)
 
         worker = launcher.start_worker(APP, broker=broker, fast=True, concurrency=CONCURRENCY,
-                                       extra_args=["-E", "-I", "demo_tasks.task_events"], cwd=str(REPO_ROOT),
+                                       extra_args=["-E", "-I", "instruments.task_events"], cwd=str(REPO_ROOT),
                                        env={wordcount.CACHE_VARIABLE: cache})
         recorder = EventRecorder(workflows.app)
         warm: list[Bar] = []
@@ -246,7 +246,7 @@ def check_bars(bars: list[Bar], worker_pid: int, what: str) -> None:
                                "in its events")
         if r.pid == worker_pid:
             raise RuntimeError(f"{what} task {r.uuid}: its pid is the worker's main process, not a pool "
-                               "process: did the worker import demo_tasks.task_events (-I)?")
+                               "process: did the worker import instruments.task_events (-I)?")
         if not r.received <= bar.start < bar.end:
             raise RuntimeError(f"{what} task {r.uuid}: received {r.received:.4f}, started {bar.start:.4f}, "
                                f"ended {bar.end:.4f}: not in this order")

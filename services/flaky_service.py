@@ -5,8 +5,8 @@ an overloaded API that answers 503, a request that hangs until the client gives
 up, an answer that comes late. This server plays that API, with the standard
 library only::
 
-    python -m demo_tasks.flaky_service --port 8007
-    python -m demo_tasks.flaky_service --port 8007 --seed 7 --unavailable 0.2 --timeout 0.1 --slow 0.1
+    python -m services.flaky_service --port 8007
+    python -m services.flaky_service --port 8007 --seed 7 --unavailable 0.2 --timeout 0.1 --slow 0.1
 
 The protocol (every answer is JSON):
 
@@ -217,7 +217,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m demo_tasks.flaky_service",
+    parser = argparse.ArgumentParser(prog="python -m services.flaky_service",
                                      description="An HTTP service that fails on purpose, deterministically.")
     parser.add_argument("--port", type=int, required=True, help="the port on 127.0.0.1 to listen on")
     parser.add_argument("--seed", type=int, default=7, help="another seed, other calls fail (default 7)")

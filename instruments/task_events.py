@@ -5,7 +5,7 @@ of a task: ``task-received``, ``task-started``, then ``task-succeeded``,
 ``task-failed`` or ``task-retried``. ``celery events`` and Flower listen to the
 same stream. ``EventRecorder`` listens in a background thread while a cell runs::
 
-    worker = launcher.start_worker("demo_tasks.workflows", extra_args=["-E", "-I", "demo_tasks.task_events"])
+    worker = launcher.start_worker("demo_tasks.workflows", extra_args=["-E", "-I", "instruments.task_events"])
     with EventRecorder(app) as recorder:          # returns once it really listens
         result = group(sleep.s(0.5) for _ in range(4)).apply_async()
         recorder.wait_for([r.id for r in result.results], timeout=30)
@@ -16,7 +16,7 @@ Which *process* ran a task: Celery's own events do not say. Every event is
 published by the worker's main process, so the ``pid`` of ``task-started`` is
 that process, whatever pool process ran the task (measured with Celery 5.7 and
 the prefork pool). The pool process itself knows: when a worker imports this
-module (``-I demo_tasks.task_events``, Celery's ``--include``), each pool
+module (``-I instruments.task_events``, Celery's ``--include``), each pool
 process announces every task it starts with one more event, ``pool-task-started``,
 whose ``pid`` is its own. (Not a ``task-`` event on purpose: Flower would take
 ``task-pool...`` for a new task state.)
@@ -80,7 +80,7 @@ def _announce_pool_process(sender=None, task_id=None, task=None, **kwargs) -> No
 
 
 # weak=False: the handler lives as long as the process; dispatch_uid: connected once.
-task_prerun.connect(_announce_pool_process, weak=False, dispatch_uid="demo_tasks.task_events.pool")
+task_prerun.connect(_announce_pool_process, weak=False, dispatch_uid="instruments.task_events.pool")
 
 
 # --- The recorder -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ broker (``demo_tasks.workflows`` reads it when it is first imported).
 
 The figures for the chapter's closing note come from::
 
-    python -m demo_tasks.parallelism --repeat 5
+    python -m instruments.parallelism --repeat 5
 
 which starts a broker and a flaky service of its own, runs both measurements
 ``--repeat`` times and prints the medians.
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 import redis
 
 import launcher
-from demo_tasks import columns
+from instruments import columns
 from launcher.broker import broker_url_of
 
 #: One piece of CPU-bound work: count the primes below this (about 0.25 s on a 2-core test machine).
@@ -339,10 +339,10 @@ def latency_table(result: FastLatency) -> str:
     return "\n".join(lines)
 
 
-# --- the benchmark: python -m demo_tasks.parallelism [--repeat N] -----------------------------
+# --- the benchmark: python -m instruments.parallelism [--repeat N] -----------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m demo_tasks.parallelism",
+    parser = argparse.ArgumentParser(prog="python -m instruments.parallelism",
                                      description="Measure chapter 08's speedups and latencies, several times.")
     parser.add_argument("--repeat", type=int, default=5, help="how many times to run both measurements (5)")
     args = parser.parse_args(argv)

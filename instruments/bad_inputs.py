@@ -3,11 +3,11 @@ with what it really gives -- which exception, its message, where it shows up
 (the caller at once, the worker's log, the result that get() re-raises) and
 how long it took to show up.
 
-    python -m demo_tasks.bad_inputs      # an embedded broker, a worker, the table, medians of 5
+    python -m instruments.bad_inputs      # an embedded broker, a worker, the table, medians of 5
 
 or, from a notebook or a test that already runs a worker of demo_tasks.retries::
 
-    from demo_tasks import bad_inputs
+    from instruments import bad_inputs
     rows = bad_inputs.run_all(worker)    # worker: the launcher.Proc of that worker
     print(bad_inputs.table(rows))
 
@@ -53,7 +53,7 @@ from celery.result import AsyncResult
 from celery.utils import uuid
 
 import launcher
-from demo_tasks import columns
+from instruments import columns
 from launcher import Proc, sanitize
 
 #: How long get() waits in the cases where the result does come back.
@@ -405,7 +405,7 @@ def medians_table(result: dict[str, float], n: int) -> str:
                  [60, columns.width(_duration(0))])
 
 
-# --- python -m demo_tasks.bad_inputs ---------------------------------------------------------
+# --- python -m instruments.bad_inputs ---------------------------------------------------------
 
 def main(runs: int = 5) -> None:
     broker = launcher.start_embedded()

@@ -1,6 +1,6 @@
 """Plain-text tables in a terminal or a notebook, where a Chinese character takes two columns.
 
-Used by the tables the chapters print (demo_tasks.bad_inputs, demo_tasks.parallelism).
+Used by the tables the chapters print (instruments.bad_inputs, instruments.parallelism).
 """
 
 from __future__ import annotations

@@ -1,0 +1,9 @@
+"""The course's measurement and fault instruments: what the chapters use to
+provoke, record and measure what Celery does -- not Celery code to copy.
+
+    bad_inputs.py   chapter 07: each bad input provoked against a real worker, timed
+    retry_stats.py  chapter 07: many calls sent, their outcomes counted
+    task_events.py  chapter 08: a recorder of real task events (who ran what, when)
+    parallelism.py  chapter 08: speed-ups and latencies measured with real workers
+    tables.py       results as HTML tables a learner can read (CJK included)
+"""
