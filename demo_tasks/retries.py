@@ -184,7 +184,8 @@ def hard_limited(seconds: float) -> str:
 def debug_me(order_id: int) -> int:
     """Stops at a breakpoint inside the worker: the worker's log says where to connect."""
     total = order_id * 3
-    rdb.set_trace()  # logs "Remote Debugger:PORT: Ready to connect: telnet 127.0.0.1 PORT", then waits
+    # Logs "Remote Debugger:6902: Ready to connect: telnet 127.0.0.1 6902" (a free port from 6900 up), then waits.
+    rdb.set_trace()
     return total
 
 

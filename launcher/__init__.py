@@ -4,13 +4,14 @@ notebooks, tests and ``make lab``. Small on purpose: no Celery logic here.
     >>> import launcher
     >>> broker = launcher.ensure_broker()          # REDIS_URL, 6379, or embedded Valkey
     >>> worker = launcher.start_worker("demo_tasks.tasks", broker=broker)
-    >>> worker.show(10)                            # sanitized tail of its log
+    >>> worker.display                             # the command that starts the same in a terminal
+    >>> worker.show(10)                            # the tail of its log, as a terminal shows it
     >>> worker.stop()                              # warm: running tasks finish first
     >>> launcher.stop_all(verbose=True)            # also runs at exit
 """
 
 from .broker import DEFAULT_URL, Broker, BrokerError, check_broker, ensure_broker, free_port, ping, start_embedded
-from .celery_procs import FAST_FLAGS, celery_command, start_worker
+from .celery_procs import FAST_FLAGS, celery_command, start_celery, start_worker
 from .chapter import Chapter, prepare_chapter
 from .django_procs import manage, start_beat, start_django_server
 from .flower import start_flower
@@ -22,6 +23,6 @@ __all__ = [
     "DEFAULT_URL", "FAST_FLAGS", "Broker", "BrokerError", "Chapter", "FlakyServiceProc", "PortInUse", "Proc",
     "ProcessError", "celery_command", "check_broker", "ensure_broker", "free_port", "manage", "on_stop", "ping",
     "prepare_chapter", "running",
-    "sanitize", "start_beat", "start_django_server", "start_embedded", "start_flaky_service", "start_flower",
-    "start_worker", "stop_all", "stop_together", "wait_for",
+    "sanitize", "start_beat", "start_celery", "start_django_server", "start_embedded", "start_flaky_service",
+    "start_flower", "start_worker", "stop_all", "stop_together", "wait_for",
 ]

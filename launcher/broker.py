@@ -185,7 +185,7 @@ def start_embedded(port: int | None = None, *, password: str | None = None,
     if password:
         argv += ["--requirepass", password]
     # Its working directory is a temporary one of its own, never the repo.
-    proc = Proc("valkey", argv, display=f"valkey-server --port {port}")
+    proc = Proc("valkey", argv)
     proc.stop_last = True
     url = f"redis://{':' + quote(password, safe='') + '@' if password else ''}127.0.0.1:{port}/0"
     try:

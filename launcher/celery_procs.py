@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .broker import broker_url_of, check_broker
+from .paths import REPO_ROOT
 from .procs import Proc
+from .shown import settings_of, without_settings
 
 #: Flags that make a worker ready in under a second (0.3 s idle, about 0.7 s under
 #: load) instead of about 1.3 s: no waiting for neighbours (mingle), no gossip or
@@ -21,16 +23,32 @@ FAST_FLAGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 _CONNECT_ERRORS = ("Cannot connect to", "consumer: Cannot connect")
 
 
-def celery_env(broker_url: str, extra: dict | None = None) -> dict:
-    """The environment for a Celery program: ours, plus REDIS_URL for the apps.
+def is_django_app(app: str, extra: Mapping[str, str] | None = None) -> bool:
+    """Is ``app`` the course's Django project (whose processes read Django's settings)?"""
+    return app.split(".")[0] == "django_demo" or "DJANGO_SETTINGS_MODULE" in (extra or {})
 
-    DJANGO_SETTINGS_MODULE passes only when asked for in ``extra``: Celery
-    installs its Django fix-up whenever it is set, which a worker of a plain
-    app (demo_tasks) must not do just because a test process set it."""
-    env = dict(os.environ, REDIS_URL=broker_url, PYTHONUNBUFFERED="1")
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    env.update(extra or {})
-    return env
+
+def celery_settings(app: str, broker_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The settings a Celery program of ``app`` gets (launcher.shown): REDIS_URL,
+    which the apps read for their broker and results; for the Django project
+    also the Django settings of this process's environment (DATABASE_URL,
+    MEDIA_ROOT, DEBUG, SECRET_KEY, ... as the chapter set them); then ``extra``.
+
+    Nothing else: DJANGO_SETTINGS_MODULE only when asked for in ``extra`` (Celery
+    installs its Django fix-up whenever it is set, which a worker of a plain app
+    must not do just because a test process set it); no CELERY_* or FLOWER_*
+    from a learner's shell, which would silently change what the course starts."""
+    settings = {"REDIS_URL": broker_url}
+    if is_django_app(app, extra):
+        settings.update({k: v for k, v in settings_of(os.environ, django=True).items()
+                         if k not in settings and not k.startswith(("CELERY_", "FLOWER_", "DJANGO_"))})
+    settings.update(extra or {})
+    return settings
+
+
+def celery_env(broker_url: str, extra: dict | None = None, app: str = "") -> dict:
+    """The whole environment of a short Celery command: ours without settings, plus celery_settings()."""
+    return {**without_settings(os.environ), "PYTHONUNBUFFERED": "1", **celery_settings(app, broker_url, extra)}
 
 
 def start_worker(app: str, *, name: str = "w1", broker=None, fast: bool = False,
@@ -49,11 +67,19 @@ def start_worker(app: str, *, name: str = "w1", broker=None, fast: bool = False,
         args += list(FAST_FLAGS)
     args += list(extra_args)
     proc = Proc(f"worker-{name}", [sys.executable, "-m", "celery", *args],
-                env=celery_env(url, env), cwd=cwd or os.getcwd(),
-                display="celery " + " ".join(args))
+                settings=celery_settings(app, url, env), cwd=cwd or REPO_ROOT)
     proc.wait_for_log(" ready.", timeout, since=0, fail_on=_CONNECT_ERRORS, stop_on_failure=True,
                       advice=f"Is the broker running, and does `celery -A {app}` import?")
     return proc
+
+
+def start_celery(app: str, *args: str, broker=None, name: str = "celery", cwd: str | None = None,
+                 env: dict | None = None) -> Proc:
+    """Start another long-running Celery program (``celery -A APP events --dump``, ...)
+    without waiting for it: the caller waits for what it needs (``wait_for_log``)."""
+    url = broker_url_of(broker)
+    return Proc(name, [sys.executable, "-m", "celery", "-A", app, *args],
+                settings=celery_settings(app, url, env), cwd=cwd or REPO_ROOT)
 
 
 def celery_command(app: str, *args: str, broker=None, timeout: float = 30.0,
@@ -63,6 +89,6 @@ def celery_command(app: str, *args: str, broker=None, timeout: float = 30.0,
 
     url = broker_url_of(broker)
     done = subprocess.run([sys.executable, "-m", "celery", "-A", app, *args],
-                          env=celery_env(url), cwd=cwd or os.getcwd(), capture_output=True,
+                          env=celery_env(url, app=app), cwd=cwd or REPO_ROOT, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     return done.stdout + done.stderr

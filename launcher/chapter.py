@@ -19,9 +19,7 @@ until the kernel is shut down or restarted, or ``launcher.stop_all()`` is called
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +28,7 @@ from .broker import Broker, ensure_broker
 from .credentials import local_django_env
 from .django_procs import manage
 from .procs import on_stop, stop_all
+from .scratch import make_scratch, remove_scratch
 
 #: Redis servers have 16 databases (0-15); database 0 is the article's and the learner's own.
 DATABASES = 16
@@ -37,7 +36,8 @@ DATABASES = 16
 
 @dataclass
 class Chapter:
-    """A prepared chapter: its broker (its own database), its scratch folder."""
+    """A prepared chapter: its broker (its own database), its scratch folder
+    (``.scratch/chapterNN-xxxxxxxx`` in the repository, launcher.scratch)."""
 
     number: int
     broker: Broker
@@ -67,8 +67,8 @@ def prepare_chapter(number: int, *, django: bool = False) -> Chapter:
     shared = ensure_broker()
     broker = Broker(chapter_url(shared.url, number), shared.source, shared.proc)
     broker.flush()
-    scratch = Path(tempfile.mkdtemp(prefix=f"celery-course-chapter{number:02d}-"))
-    on_stop(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    scratch = make_scratch(f"chapter{number:02d}-")
+    on_stop(lambda: remove_scratch(scratch))
     env = {"REDIS_URL": broker.url}
     if django:
         env.update(DATABASE_URL=f"sqlite:///{scratch / 'db.sqlite3'}", MEDIA_ROOT=str(scratch / "media"))

@@ -3,7 +3,7 @@
 Only command lines and readiness live here; the Django project and its
 Celery app are in ``django_demo/``.
 
-    server = start_django_server("django_demo")     # manage.py runserver --noreload
+    server = start_django_server("django_demo")     # django_demo/manage.py runserver --noreload
     server.url                                      # http://127.0.0.1:PORT
     beat = start_beat("django_demo", broker=broker, cwd="django_demo",
                       scheduler="django_celery_beat.schedulers:DatabaseScheduler")
@@ -16,14 +16,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .broker import broker_url_of, check_broker, free_port
-from .celery_procs import celery_env
+from .celery_procs import celery_settings
 from .credentials import local_django_env
-from .paths import DJANGO_DIR
+from .paths import DJANGO_DIR, REPO_ROOT
 from .procs import Proc, ProcessError, http_answers
+from .scratch import current_scratch
+from .shown import relative_value, repo_relative, settings_of
 
 ADDRESS = "127.0.0.1"
 
@@ -70,16 +72,24 @@ class DjangoServerProc(Proc):
         return http_answers(self.url + "/", timeout)
 
 
+def django_settings(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The settings a Django process gets (launcher.shown): the Django settings and
+    REDIS_URL of this process's environment, as the chapter set them, then ``extra``."""
+    settings = {k: v for k, v in settings_of(os.environ, django=True).items()
+                if not k.startswith(("CELERY_", "FLOWER_"))}
+    settings.update(extra or {})
+    return settings
+
+
 def start_django_server(project_dir: str | os.PathLike, *, port: int | None = None,
                         env: dict | None = None, timeout: float = 30.0) -> DjangoServerProc:
-    """Start ``python manage.py runserver --noreload 127.0.0.1:PORT`` in ``project_dir``
-    and wait until it answers HTTP. ``--noreload``: one process, which stop() ends."""
-    project_dir = Path(project_dir).resolve()
+    """Start ``python PROJECT/manage.py runserver --noreload 127.0.0.1:PORT`` from the
+    repository's root and wait until it answers HTTP. ``--noreload``: one process,
+    which stop() ends. ``env``: settings on top of this process's (django_settings())."""
+    manage_py = Path(project_dir).resolve() / "manage.py"
     port = port or free_port()
-    args = ["manage.py", "runserver", "--noreload", f"{ADDRESS}:{port}"]
-    proc = DjangoServerProc("django", [sys.executable, *args],
-                            env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
-                            cwd=project_dir, display="python " + " ".join(args))
+    argv = [sys.executable, repo_relative(manage_py), "runserver", "--noreload", f"{ADDRESS}:{port}"]
+    proc = DjangoServerProc("django", argv, settings=django_settings(env), cwd=REPO_ROOT)
     proc.port, proc.url = port, f"http://{ADDRESS}:{port}"
     # Ours, not just anyone's: this process listens on the port, and answers HTTP there.
     proc.wait_until_listening(port, timeout, answers=lambda: proc.answers(0.5),
@@ -88,13 +98,29 @@ def start_django_server(project_dir: str | os.PathLike, *, port: int | None = No
 
 
 class BeatProc(Proc):
-    """A running ``celery beat``; its schedule file lives in a directory of its own."""
+    """A running ``celery beat``; its schedule file lives in the chapter's scratch
+    folder (kept with it, so the command shown keeps working), else in a temporary
+    folder of its own (``schedule_dir``, removed with the process)."""
 
-    schedule_dir: Path
+    schedule_dir: Path | None
 
     def cleanup(self) -> None:
         super().cleanup()
-        shutil.rmtree(self.schedule_dir, ignore_errors=True)
+        if self.schedule_dir is not None:
+            shutil.rmtree(self.schedule_dir, ignore_errors=True)
+
+
+def _schedule_file() -> tuple[Path, Path | None]:
+    """Where a new beat keeps its schedule: a name of its own in the chapter's scratch
+    folder (two beats never share a file), or a temporary folder (returned, to remove)."""
+    scratch = current_scratch()
+    if scratch is None:
+        folder = Path(tempfile.mkdtemp(prefix="celery-course-beat-"))
+        return folder / "celerybeat-schedule", folder
+    n = 1
+    while any(scratch.glob(f"celerybeat-schedule{'' if n == 1 else f'-{n}'}*")):
+        n += 1
+    return scratch / f"celerybeat-schedule{'' if n == 1 else f'-{n}'}", None
 
 
 def start_beat(app: str, *, broker=None, cwd: str | os.PathLike | None = None,
@@ -104,20 +130,21 @@ def start_beat(app: str, *, broker=None, cwd: str | os.PathLike | None = None,
 
     ``scheduler=None`` keeps the app's own setting (django_demo's settings name
     django-celery-beat's DatabaseScheduler). The default file scheduler's
-    ``celerybeat-schedule`` goes to a temporary directory, never the repo."""
+    ``celerybeat-schedule`` goes to the chapter's scratch folder (or a temporary
+    one outside a chapter), never the repository's own files."""
     url = broker_url_of(broker)
     check_broker(url)
-    schedule_dir = Path(tempfile.mkdtemp(prefix="celery-course-beat-"))
+    schedule, schedule_dir = _schedule_file()
     args = ["-A", app, "beat", f"--loglevel={loglevel}",
-            f"--schedule={schedule_dir / 'celerybeat-schedule'}"]
+            f"--schedule={relative_value(str(schedule), cwd or REPO_ROOT)}"]
     if scheduler:
         args += ["--scheduler", scheduler]
-    display = "celery " + " ".join(a for a in args if not a.startswith("--schedule="))
     try:
         proc = BeatProc("beat", [sys.executable, "-m", "celery", *args],
-                        env=celery_env(url, env), cwd=cwd or os.getcwd(), display=display)
+                        settings=celery_settings(app, url, env), cwd=cwd or REPO_ROOT)
     except BaseException:
-        shutil.rmtree(schedule_dir, ignore_errors=True)
+        if schedule_dir is not None:
+            shutil.rmtree(schedule_dir, ignore_errors=True)
         raise
     proc.schedule_dir = schedule_dir
     proc.wait_for_log("beat: Starting...", timeout, since=0, stop_on_failure=True,

@@ -2,7 +2,7 @@
 
 Started the Celery 5 way, global options *before* the subcommand::
 
-    FLOWER_BASIC_AUTH=USER:PASSWORD celery -A APP --broker=URL flower --address=127.0.0.1 --port=N
+    FLOWER_BASIC_AUTH="$(cat .secrets/flower-basic-auth)" celery -A APP --broker=URL flower --address=127.0.0.1 --port=N
 
 Basic auth is on by default, with the password generated for this
 installation (``launcher.credentials.flower_auth()``: FLOWER_BASIC_AUTH, else
@@ -20,14 +20,14 @@ Only command lines and readiness live here; what Flower shows is Flower's.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from .broker import broker_url_of, free_port
-from .celery_procs import celery_env
+from .celery_procs import celery_settings
 from .credentials import flower_auth
+from .paths import REPO_ROOT
 from .procs import Proc, http_answers
 
 ADDRESS = "127.0.0.1"
@@ -74,15 +74,6 @@ class FlowerProc(Proc):
         return http_answers(self.url + "/healthcheck", timeout)
 
 
-def _child_env(broker_url: str, env: dict | None) -> dict:
-    # Flower reads every FLOWER_<OPTION> variable as an option (FLOWER_BASIC_AUTH,
-    # FLOWER_UNAUTHENTICATED_API, ...): a learner's shell must not silently change
-    # what the course starts. Only what `env` sets gets through.
-    inherited = {k: v for k, v in celery_env(broker_url).items() if not k.startswith("FLOWER_")}
-    inherited.update(env or {})
-    return inherited
-
-
 def start_flower(app: str, *, broker=None, port: int | None = None, auth: bool = True,
                  user: str | None = None, password: str | None = None,
                  extra_args: Sequence[str] = (), article_order: bool = False,
@@ -98,19 +89,18 @@ def start_flower(app: str, *, broker=None, port: int | None = None, auth: bool =
     url = broker_url_of(broker)
     port = port or free_port(ADDRESS)
     args = command(app, url, port=port, extra_args=extra_args, article_order=article_order)
-    child_env = _child_env(url, env)
-    shown_env = ""
+    # Flower reads every FLOWER_<OPTION> variable as an option (FLOWER_BASIC_AUTH,
+    # FLOWER_UNAUTHENTICATED_API, ...): only those set here get through (launcher.shown).
+    settings = celery_settings(app, url)
     basic_auth = None
     if auth:
         default_user, default_password = flower_auth()
         basic_auth = (user or default_user, password or default_password)
-        child_env["FLOWER_BASIC_AUTH"] = ":".join(basic_auth)
-        shown_env = f"FLOWER_BASIC_AUTH={basic_auth[0]}:*** "
+        settings["FLOWER_BASIC_AUTH"] = ":".join(basic_auth)  # shown as where it is read from
     if has_password(url) and not article_order:
-        child_env["CELERY_BROKER_URL"] = url
-    # What a learner would type, without the password.
-    proc = FlowerProc(name, [sys.executable, "-m", "celery", *args], env=child_env,
-                      cwd=cwd or os.getcwd(), display=shown_env + "celery " + " ".join(args))
+        settings["CELERY_BROKER_URL"] = url
+    settings.update(env or {})
+    proc = FlowerProc(name, [sys.executable, "-m", "celery", *args], settings=settings, cwd=cwd or REPO_ROOT)
     proc.url = f"http://{ADDRESS}:{port}"
     proc.auth = basic_auth
     proc.port = port

@@ -21,10 +21,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import credentials
-from .broker import BrokerError, ensure_broker
+from .broker import DEFAULT_URL, BrokerError, ensure_broker
 from .django_procs import manage
 from .paths import NOTEBOOKS_DIR, REPO_ROOT
 from .procs import SESSION_VARIABLE, Proc, ProcessError, stop_all, sweep
+from .scratch import remove_orphans
+from .shown import shell_command
 
 
 def prepare_django() -> bool:
@@ -36,6 +38,14 @@ def prepare_django() -> bool:
             return False
     print("Django: database migrated; local user created (password below)")
     return True
+
+
+def terminal_worker(broker_url: str) -> str:
+    """The README's worker in a terminal: the article's command, on the article's
+    broker (database 0 of this session's server), REDIS_URL only if it differs."""
+    settings = {} if broker_url == DEFAULT_URL else {"REDIS_URL": broker_url}
+    return shell_command([sys.executable, "-m", "celery", "-A", "demo_tasks.tasks", "worker", "--loglevel=info"],
+                         settings=settings)
 
 
 def main() -> int:
@@ -51,6 +61,7 @@ def main() -> int:
         return _serve()
     finally:
         sweep(session)
+        remove_orphans(session)
         shutil.rmtree(session_tmp, ignore_errors=True)
 
 
@@ -109,7 +120,8 @@ def _serve() -> int:
         # Once, the way Jupyter prints its token (the files keep them).
         print(banner)
         print(f"JupyterLab: {url}")
-        print("In a second terminal (with .venv activated): celery -A demo_tasks.tasks worker --loglevel=info")
+        print("In a second terminal, at the repository's root, with .venv activated (`source .venv/bin/activate`):")
+        print("  " + terminal_worker(broker.url).replace("\n", "\n  "))
         print("Press Ctrl-C to stop JupyterLab and the broker.")
         while lab.running():
             time.sleep(0.5)

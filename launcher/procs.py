@@ -32,13 +32,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
 
-from .sanitize import sanitize
+from .shown import is_setting, relative_paths, relative_value, shell_command, without_settings
 
 
 class ProcessError(RuntimeError):
@@ -117,15 +117,31 @@ class Proc:
     #: stop_all() stops these after everything else (a broker: workers still need it to stop warm).
     stop_last = False
 
-    def __init__(self, name: str, argv: Sequence[str], *, env: dict | None = None,
-                 cwd: str | os.PathLike | None = None, display: str | None = None):
+    def __init__(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                 cwd: str | os.PathLike | None = None, settings: Mapping[str, str] | None = None):
+        """Start ``argv`` in ``cwd`` (default: a folder of its own).
+
+        ``settings``: the variables that change what the program does (see
+        launcher.shown): the child gets exactly these, and none of the settings
+        in ``env`` (default: ours), so that ``display`` is the whole story.
+        Without ``settings`` the child gets ``env`` as it is."""
         self.name = name
         self.argv = list(argv)
-        #: The command a learner would type in a terminal (shown in notebooks).
-        self.display = display or " ".join(self.argv)
         #: The signal that ended the process when stop() was called ("SIGTERM", ...).
         self.stopped_by: str | None = None
         self.workdir = Path(tempfile.mkdtemp(prefix=f"celery-course-{name}-"))
+        self.cwd = Path(cwd if cwd is not None else self.workdir).resolve()
+        base = dict(os.environ if env is None else env)
+        if settings is None:
+            child_env = base
+        else:
+            child_env = without_settings(base)
+            child_env["PYTHONUNBUFFERED"] = "1"  # a log file is not a terminal: line by line anyway
+            child_env.update({k: relative_value(v, self.cwd) for k, v in settings.items()})
+        #: The settings the process really got, in the order given (what ``display`` shows):
+        #: every variable given in ``settings``, else those of ``env`` that are settings.
+        self.settings = ({k: child_env[k] for k in settings} if settings is not None
+                         else {k: v for k, v in child_env.items() if is_setting(k)})
         self.log_path = self.workdir / f"{name}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it until stop()
         self._stopped = False
@@ -134,13 +150,20 @@ class Proc:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd if cwd is not None else self.workdir,
+            env=child_env,
+            cwd=self.cwd,
             start_new_session=True,  # its own process group: the last step of a stop ends the group
             preexec_fn=_die_with_parent,
         )
         _RUNNING.append(self)
         _CREATED.append(self)
+
+    @property
+    def display(self) -> str:
+        """The command a learner types, at the repository's root with .venv activated,
+        to start this same process: generated from its argv, working directory and
+        settings (launcher.shown.shell_command; a secret as where it is read from)."""
+        return shell_command(self.argv, cwd=self.cwd, settings=self.settings)
 
     @property
     def pid(self) -> int:
@@ -169,10 +192,12 @@ class Proc:
 
     def tail(self, lines: int = 20, *, grep: str | None = None, start: str | None = None,
              raw: bool = False, since: int = 0) -> str:
-        """The last ``lines`` lines of the log, sanitized. ``grep`` keeps only the
-        lines containing it; ``start`` drops what comes before the first line
-        containing it (e.g. a worker's banner); ``since`` starts at a ``mark()``."""
-        text = self.log(since) if raw else sanitize(self.log(since))
+        """The last ``lines`` lines of the log, as the process wrote them (real
+        host names, ids, ports and times), paths in the repository relative to its
+        root (``raw=True``: not even that). ``grep`` keeps only the lines containing
+        it; ``start`` drops what comes before the first line containing it (e.g. a
+        worker's banner); ``since`` starts at a ``mark()``."""
+        text = self.log(since) if raw else relative_paths(self.log(since))
         rows = text.splitlines()
         if start is not None:
             marks = [i for i, r in enumerate(rows) if start in r]
@@ -183,7 +208,7 @@ class Proc:
 
     def show(self, lines: int = 20, *, grep: str | None = None, start: str | None = None,
              since: int = 0) -> None:
-        """Print a sanitized tail of the log (for a notebook cell)."""
+        """Print the tail of the log (for a notebook cell): what a terminal would show."""
         print(self.tail(lines, grep=grep, start=start, since=since))
 
     # --- waiting ----------------------------------------------------------------

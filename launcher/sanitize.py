@@ -1,4 +1,8 @@
-"""Make process logs and outputs stable: the same rules nbval applies."""
+"""Make outputs comparable: the rules nbval applies (nbval_sanitize.cfg), for the
+comparisons the tests make themselves (the learner-mode run, the allowlist).
+
+Never for what a learner sees: notebooks print real values (host names, task
+ids, ports, times) and blanking happens only where outputs are compared."""
 
 from __future__ import annotations
 

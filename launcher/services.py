@@ -12,11 +12,11 @@ Only command lines and readiness live here; the services themselves are in
 from __future__ import annotations
 
 import json
-import os
 import sys
 import urllib.request
 
 from .broker import free_port
+from .paths import REPO_ROOT
 from .procs import Proc
 
 ADDRESS = "127.0.0.1"
@@ -65,17 +65,13 @@ def start_flaky_service(*, seed: int = 7, unavailable: float = 0.2, timeout: flo
     A port another program has is a PortInUse error."""
     port = port or free_port()
     args = ["-m", "services.flaky_service", "--port", str(port), "--seed", str(seed)]
-    options = {"--unavailable": (unavailable, 0.2), "--timeout": (timeout, 0.1), "--slow": (slow, 0.1),
-               "--hang": (hang, 3.0), "--slow-seconds": (slow_seconds, 0.2)}
-    # All options go to the process; the command shown to a learner names only those that differ
-    # from the service's defaults (what they would type).
-    shown = [*args]
-    for option, (given, default) in options.items():
-        args += [option, f"{given:g}"]
+    defaults = {"--unavailable": (unavailable, 0.2), "--timeout": (timeout, 0.1), "--slow": (slow, 0.1),
+                "--hang": (hang, 3.0), "--slow-seconds": (slow_seconds, 0.2)}
+    # Only the options that differ from the service's own defaults: what a learner would type.
+    for option, (given, default) in defaults.items():
         if given != default:
-            shown += [option, f"{given:g}"]
-    proc = FlakyServiceProc("flaky", [sys.executable, *args], env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                            display="python " + " ".join(shown))
+            args += [option, f"{given:g}"]
+    proc = FlakyServiceProc("flaky", [sys.executable, *args], settings={}, cwd=REPO_ROOT)
     proc.port, proc.seed, proc.url = port, seed, f"http://{ADDRESS}:{port}"
     # Ours, not just anyone's: this process listens on the port, and answers /health there.
     proc.wait_until_listening(port, timeout_s, answers=lambda: proc.answers(0.5),

@@ -450,7 +450,13 @@ class Terminal(Proc):
 
     def __init__(self, name: str, lines: list[str], *, cwd: Path, env: dict[str, str]):
         script = "\n".join(["set -euo pipefail", *lines])
-        super().__init__(name, ["bash", "-c", script], cwd=cwd, env=env, display="\n".join(lines))
+        self.typed = "\n".join(lines)
+        super().__init__(name, ["bash", "-c", script], cwd=cwd, env=env)
+
+    @property
+    def display(self) -> str:
+        """The lines typed into this terminal, as the block prints them."""
+        return self.typed
 
     def ctrl_c(self, timeout: float = CTRL_C_TIMEOUT) -> None:
         """What Ctrl-C does in a terminal: SIGINT to the foreground process group

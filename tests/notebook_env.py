@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import launcher
 from launcher.procs import SESSION_VARIABLE, sweep
+from launcher.scratch import remove_orphans
 from tests.helpers import patched_environ
 
 
@@ -30,5 +31,6 @@ def notebook_environment():
         # The kernel is gone (nbval kills it, so it could not stop what it
         # started): stop what carries the session's marker, then the broker.
         sweep(session)
+        remove_orphans(session)
         broker.stop()
         shutil.rmtree(session_tmp, ignore_errors=True)

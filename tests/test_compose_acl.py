@@ -181,7 +181,7 @@ def start_flower_as_the_service(secrets_dir: Path, broker_port: int) -> launcher
            if not k.startswith(("FLOWER_", "CELERY_", "DJANGO_")) and k != "REDIS_URL"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"   # `celery`
     proc = launcher.Proc("flower-service", ["sh", "-c", flower_service_script(secrets_dir, port, broker_port)],
-                         env=env, display="the flower service's command")
+                         env=env)
     proc.url = f"http://127.0.0.1:{port}"
     proc.wait_until_listening(port, 30, answers=lambda: http_answers(proc.url + "/healthcheck", 0.5))
     return proc
@@ -382,8 +382,7 @@ def test_the_gate_hides_metrics_and_healthcheck(nginx, broker, tmp_path):
         port = launcher.free_port()
         conf = render_gate(tmp_path, GATE_LISTEN=f"127.0.0.1:{port}", GATE_UPSTREAM=f"127.0.0.1:{flower.port}")
         gate = launcher.Proc("flower-gate", [nginx, "-p", str(tmp_path), "-c", str(conf),
-                                             "-e", str(tmp_path / "error.log")],
-                             display="nginx with compose/flower-gate/default.conf.template")
+                                             "-e", str(tmp_path / "error.log")])
         try:
             gate.wait_until_listening(port, 15)
             hidden = ["/metrics", "/metrics/", "/metrics?name=x", "/metrics/x", "/healthcheck",

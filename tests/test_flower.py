@@ -60,7 +60,8 @@ def test_starts_ready_on_loopback_with_auth_and_lists_the_worker(flower, events_
     assert flower.running() and flower.url.startswith("http://127.0.0.1:")
     assert flower.auth == flower_auth()
     assert flower.auth[1] not in flower.display  # the password is not shown
-    assert flower.display.startswith(f"FLOWER_BASIC_AUTH={flower.auth[0]}:*** celery -A ")
+    # Shown as where it is read from: the command, pasted into a terminal, does the same.
+    assert 'FLOWER_BASIC_AUTH="$(cat .secrets/flower-basic-auth)" celery -A ' in flower.display
     # Not in the process list: Flower read it from FLOWER_BASIC_AUTH.
     assert flower.auth[1] not in command_lines(flower) and "basic-auth" not in command_lines(flower)
     reply = workers(flower)
@@ -92,11 +93,13 @@ def test_api_shows_a_task_run_through_it(flower):
     assert info().json()["name"] == "demo_tasks.tasks.add"
 
 
-def test_log_is_sanitized(flower):
+def test_log_and_command_show_the_real_port_and_broker(flower):
     text = flower.tail(50)
-    assert "Visit me at http://127.0.0.1:PORT" in text
-    assert "[I TIME command:" in text
-    assert sanitize(flower.display).count("PORT") == 2  # broker URL and --port
+    assert f"Visit me at http://127.0.0.1:{flower.port}" in text
+    assert f"--port={flower.port}" in flower.display
+    assert f"REDIS_URL={flower.broker_url} " in flower.display  # the app reads its result backend from it
+    # ... and the comparison blanks both.
+    assert sanitize(flower.display).count("PORT") == 3  # REDIS_URL, --broker and --port
 
 
 def test_articles_order_ignores_broker(module_broker, events_worker):
@@ -110,7 +113,7 @@ def test_articles_order_ignores_broker(module_broker, events_worker):
         assert launcher.wait_for(lambda: "Broker: " in wrong.log() and "Broker: " in right.log(), 15)
         assert "incorrectly specified the following celery arguments after flower command: ['--broker']" \
             in wrong.log()
-        assert "Broker: redis://:**@127.0.0.1:PORT/0" in wrong.tail(50, grep="Broker: ")
+        assert f"Broker: redis://:**@127.0.0.1:{module_broker.port}/0" in wrong.tail(50, grep="Broker: ")
         assert "broker.invalid" not in wrong.log()
         assert "Broker: redis://:**@broker.invalid:6379/0" in right.log()
         # It works, on the app's broker: it sees the worker.

@@ -68,6 +68,11 @@ CASES = {
         "w1@HOST ready.",
         "mail reports@example.com",
     ),
+    "scratch-folders": (
+        "DATABASE_URL=sqlite:///.scratch/chapter05-k3j2x9ab/db.sqlite3",
+        "DATABASE_URL=sqlite:///.scratch/chapter05-SCRATCH/db.sqlite3",
+        "ls .scratch/chapter05-notes/ django_demo/chapter05-k3j2x9ab",
+    ),
     "loopback-ports": (
         "broker: redis://127.0.0.1:45225/4",
         "broker: redis://127.0.0.1:PORT/4",
@@ -137,6 +142,11 @@ CASES = {
         "核数: 8",
         "核数: CORES",
         "用 2 个核",
+    ),
+    "measured-cells": (
+        '<tr><td style="text-align:left">串行</td><td class="measured">0.97 秒</td></tr>',
+        '<tr><td style="text-align:left">串行</td><td class="measured">MEASURED</td></tr>',
+        '<tr><td style="text-align:left">8 块</td><td>0.97 秒</td></tr>',   # a cell not marked as measured
     ),
 }
 

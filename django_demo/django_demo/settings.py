@@ -236,7 +236,7 @@ if env_bool("BEHIND_TLS_PROXY", False):
 # CELERY_BROKER_URL here is Celery's broker_url, and so on.
 
 # The embedded Valkey of `make lab` listens on 127.0.0.1 without a password;
-# a broker with one: redis://USER:PASSWORD@HOST:6379/0, or the password in
+# a broker with one: redis://user:password@redis.example:6379/0, or the password in
 # the file REDIS_PASSWORD_FILE names (compose's Redis, with its ACL user).
 REDIS_URL = with_password(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
                           env_secret("REDIS_PASSWORD"))

@@ -97,7 +97,7 @@ def worker_banner(worker) -> None:
     """From the banner's first line (" -------------- w1@HOST v5...") to "ready.".
     Warnings before it (e.g. about running as root in a container) are the
     machine's, not the worker's start-up, and are left out."""
-    lines = worker.tail(400).splitlines()
+    lines = sanitize(worker.tail(400)).splitlines()  # a picture: the same every time it is drawn
     start = next(i for i, line in enumerate(lines) if re.match(r"^ -{10,} \S+@\S+ v\d", line))
     end = next(i for i, line in enumerate(lines) if line.endswith(" ready."))
     terminal.render("\n".join(lines[start:end + 1]), PICTURES / "celery_worker.png",
