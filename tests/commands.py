@@ -383,7 +383,7 @@ def rewrite(text: str, *, broker_port: int, port: Callable[[], int] = free_port)
 
 #: What a scratch copy leaves out: made by tools, or the learner's own.
 _NOT_COPIED = shutil.ignore_patterns(
-    ".git", ".venv", ".secrets", "__pycache__", ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints",
+    ".git", ".venv", ".secrets", ".scratch", "__pycache__", ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints",
     "*.egg-info", "build", "db.sqlite3*", "media", "staticfiles", "*.rdb", "*.aof", "celerybeat-schedule*")
 #: The course's own settings, and the learner's: not in a fresh terminal.
 _CLEARED = {"REDIS_URL", "DATABASE_URL", "MEDIA_ROOT", "STATIC_ROOT", "DEBUG", "SECRET_KEY", "SECRET_KEY_FILE",
