@@ -49,6 +49,20 @@ DJANGO_ONLY = frozenset({"DATABASE_URL", "DEBUG", "SECRET_KEY", "MEDIA_ROOT", "S
 DJANGO_ONLY_PREFIXES = ("DJANGO_", "DATABASE_", "REPORT_", "EMAIL_", "SECURE_", "SECRET_", "COURSE_ADMIN_")
 
 
+#: The order settings are shown in (then alphabetical): the same command whatever order
+#: the environment was built in (a kernel of `make lab` and one under test differ).
+SHOWN_FIRST = ("REDIS_URL", "CELERY_BROKER_URL", "FLOWER_BASIC_AUTH", "DJANGO_SETTINGS_MODULE", "DEBUG",
+               "SECRET_KEY", "DATABASE_URL", "MEDIA_ROOT")
+
+
+def in_shown_order(settings: Mapping[str, str]) -> dict[str, str]:
+    """``settings`` in the order a shown command lists them (SHOWN_FIRST, then alphabetical)."""
+    def rank(name: str) -> tuple[int, str]:
+        return (SHOWN_FIRST.index(name) if name in SHOWN_FIRST else len(SHOWN_FIRST), name)
+
+    return {name: settings[name] for name in sorted(settings, key=rank)}
+
+
 def is_setting(name: str) -> bool:
     """Does this variable change what one of the course's programs does?"""
     return name not in PLUMBING and (name in SETTING_NAMES or name.startswith(SETTING_PREFIXES))
@@ -179,7 +193,7 @@ def shell_command(argv: Sequence[str], *, cwd: str | os.PathLike | None = None,
 
     One or two settings go before the command on its line; more go one per line,
     each ending in a backslash, so that a table of variables reads as one."""
-    settings = dict(settings or {})
+    settings = in_shown_order(settings or {})
     cwd = os.path.abspath(cwd) if cwd is not None else str(REPO_ROOT)
     words = " ".join(shlex.quote(w) for w in _program(argv))
     assignments = [f"{name}={shown_value(name, value, cwd)}" for name, value in settings.items()]

@@ -2,12 +2,17 @@
 chapter's real worker and reads the chapter's Redis database (REDIS_URL, which
 the chapter's preparation sets), so a check passes only on what really happened:
 
-1. ``add_later(x, y)``: ``add`` sent with a countdown; the result arrives, and
+1. ``add_later(x, y)``: ``add`` sent with a countdown; the message carries an
+   ETA, the function returns before the task has run, and the result arrives
    not before one second has passed;
 2. ``read_result_key(task_id)``: a result key read from Redis: its status,
    result and the seconds it has left;
 3. ``parked``: a task sent to a queue nobody listens to: PENDING, and its
    message is in that Redis list.
+
+No check has an upper limit on a time it measures (a loaded machine is slow,
+not wrong): what a function did is read from what it sent (Celery's
+``before_task_publish`` signal), from the order of events, and from Redis.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import base64
 import json
 import time
 import uuid
+from datetime import datetime
 
 import redis
 from celery.exceptions import TimeoutError as ResultTimeout
@@ -27,8 +33,10 @@ exercises = selfcheck.Exercises(3)
 
 #: How long a check waits for the worker (a busy machine is slow, not wrong).
 WAIT = 15.0
-#: A result key lives a day (result_expires); a key written a moment ago has almost all of it left.
+#: A result key lives a day (result_expires).
 DAY = 86400
+#: The lifetime of the result key check 2 writes itself.
+HOUR = 3600
 
 
 def _tasks():
@@ -48,19 +56,43 @@ def _no_worker() -> str:
             "启动新 worker 的单元格）")
 
 
+def _calls_sleep(function) -> bool:
+    """Does the function's own code call something named ``sleep`` (time.sleep, asyncio.sleep)?"""
+    code = getattr(function, "__code__", None)
+    return code is not None and "sleep" in code.co_names + code.co_varnames
+
+
 @exercises.register(1)
 def countdown(ns: dict) -> list[str]:
+    from celery.signals import before_task_publish
+
     problems = selfcheck.given(ns, "add_later", "用 apply_async 和 countdown=1 发送 add(x, y) 并返回 AsyncResult")
     if problems:
         return problems
-    started = time.perf_counter()
-    sent = ns["add_later"](20, 22)
-    returned = time.perf_counter() - started
+    add_later = ns["add_later"]
+    if _calls_sleep(add_later):
+        return ["`add_later` 里调用了 sleep：不要在函数里等，让 worker 按 countdown 去等"]
+    # The ETA of each add message the function sends, read as it is sent.
+    etas: list[str | None] = []
+
+    def record(sender=None, headers=None, **_):
+        if sender == "demo_tasks.tasks.add" and headers:
+            etas.append(headers.get("eta"))
+
+    before_task_publish.connect(record, weak=False)
+    try:
+        started = time.perf_counter()
+        called_at = datetime.now().astimezone()
+        sent = add_later(20, 22)
+        # Right when it returned: a countdown=1 task cannot have run yet, unless the function waited for it.
+        done_on_return = isinstance(sent, AsyncResult) and sent.ready()
+    finally:
+        before_task_publish.disconnect(record)
     if not isinstance(sent, AsyncResult):
         return [f"`add_later(20, 22)` 返回了 {type(sent).__name__}：要返回 apply_async() 给你的 AsyncResult，"
                 "不要在函数里 get()"]
-    if returned >= 0.5:
-        return [f"`add_later` 自己就用了 {returned:.1f} 秒：不要在函数里 sleep 或 get()，让 worker 按 countdown 去等"]
+    if done_on_return:
+        return ["`add_later` 返回时任务已经做完了：它在函数里等了结果。不要在函数里 get()，让 worker 按 countdown 去等"]
     try:
         value = sent.get(timeout=WAIT)
     except ResultTimeout:
@@ -69,6 +101,10 @@ def countdown(ns: dict) -> list[str]:
     problems = []
     if value != 42:
         problems.append(f"`add_later(20, 22)` 的结果是 {value!r}，应该是 42：发送的是 add(x, y) 吗？")
+    if not etas or etas[-1] is None:
+        problems.append("发出的消息里没有 ETA：用 apply_async(..., countdown=1) 发送，worker 才会等到时间再执行")
+    elif (datetime.fromisoformat(etas[-1]) - called_at).total_seconds() < 0.95:
+        problems.append("消息的 ETA 离调用不到 1 秒：用 countdown=1")
     if waited < 0.95:
         problems.append(f"结果 {waited:.2f} 秒就到了：用 countdown=1，让任务至少 1 秒以后才执行")
     return problems
@@ -92,15 +128,25 @@ def result_key(ns: dict) -> list[str]:
     except ResultTimeout:
         return [_no_worker()]
 
-    got = read(done.id)
+    client = _client()
+    try:
+        key = f"celery-task-meta-{done.id}"
+        # A key's TTL only goes down: the one the learner reads lies between these two
+        # (give or take the second Redis rounds to, for a TTL computed from PTTL).
+        ttl_before = client.ttl(key)
+        got = read(done.id)
+        ttl_after = client.ttl(key)
+    finally:
+        client.close()
     if not _triple(got):
         return [f"`read_result_key(id)` 要返回三样东西 (status, result, ttl)，它返回了 {got!r}"]
     problems = []
     status, result, ttl = got
     if (status, result) != ("SUCCESS", 2.5):
         problems.append(f"divide(10, 4) 的结果键里是 status 'SUCCESS'、result 2.5，你读出了 {status!r}、{result!r}")
-    if not (isinstance(ttl, int) and DAY - 600 < ttl <= DAY):
-        problems.append(f"ttl 是这个键还剩多少秒过期（刚写入时将近 {DAY} 秒，用 client.ttl(key)），你给出了 {ttl!r}")
+    if not (isinstance(ttl, int) and 0 < ttl_after - 1 <= ttl <= ttl_before <= DAY):
+        problems.append(f"ttl 是这个键还剩多少秒过期（刚写入时将近 {DAY} 秒，用 client.ttl(key)），"
+                        f"你给出了 {ttl!r}，Redis 说是 {ttl_before}")
 
     got = read(failed.id)
     status, result = got[:2] if _triple(got) else (None, None)
@@ -108,20 +154,22 @@ def result_key(ns: dict) -> list[str]:
         problems.append("divide(1, 0) 的结果键里 status 是 'FAILURE'，result 是描述异常的字典"
                         f"（exc_type 为 'ZeroDivisionError'）；你读出了 {status!r}、{result!r}")
 
-    # A result key the check writes itself, expiring in 60 s: only a function
-    # that really reads that key from Redis gives its status, result and TTL.
+    # A result key the check writes itself, expiring in an hour rather than a day:
+    # only a function that really reads that key from Redis gives its status, result and TTL.
     fake = str(uuid.uuid4())
     key = f"celery-task-meta-{fake}"
     meta = {"status": "SUCCESS", "result": 7, "traceback": None, "children": [], "date_done": None, "task_id": fake}
     client = _client()
-    client.set(key, json.dumps(meta), ex=60)
+    client.set(key, json.dumps(meta), ex=HOUR)
     try:
         got = read(fake)
+        ttl_after = client.ttl(key)
     finally:
         client.delete(key)
         client.close()
-    if not (_triple(got) and tuple(got[:2]) == ("SUCCESS", 7) and isinstance(got[2], int) and 0 < got[2] <= 60):
-        problems.append("一个 60 秒后过期、result 为 7 的结果键，你的函数读出了 "
+    if not (_triple(got) and tuple(got[:2]) == ("SUCCESS", 7) and isinstance(got[2], int)
+            and 0 < ttl_after - 1 <= got[2] <= HOUR):
+        problems.append("一个 1 小时后过期、result 为 7 的结果键，你的函数读出了 "
                         f"{got!r}：是不是写死了某个值，或者没有直接读 Redis 里的这个键？")
     return problems
 

@@ -21,6 +21,7 @@ import os
 import re
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -47,11 +48,51 @@ BAD_ROWS = "行数必须在 1 到 20 之间。"
 #: Instead of a field's value: a POST without the field at all (only the CSRF token is sent).
 NO_FIELD = object()
 
+#: How often the report page polls its status (detail.html: setTimeout(poll, 300)).
+POLL_MS = 300
+
 #: Installed before any page script runs: records every value the page's
 #: script gives the progress bar (<progress>.value reflects to its "value"
 #: attribute, so a MutationObserver sees each update), and every status text
 #: with the time (Date.now(), the wall clock) it appeared.
+#: It also counts the page's status requests and its poll timers (a
+#: setTimeout(poll, ...) armed and not yet fired, or a poll running), and gives
+#: two ways to watch for polls without a fixed wait on this side:
+#: __pollsDuring(ms) counts the status requests made while one timer of ``ms``
+#: runs in the page (timers fire in order: a poll armed earlier with a timeout
+#: no longer than ``ms`` fires first, and its request starts at once), and
+#: __nextPollArmed() resolves when the page next arms its poll timer (and fails
+#: after a deadline, for a page that has stopped polling).
 RECORD_PAGE = """
+window.__statusFetches = 0;
+window.__pollsArmed = 0;
+window.__pollsRunning = 0;
+window.__pollArmedWaiters = [];
+const pageFetch = window.fetch.bind(window);
+window.fetch = (url, ...rest) => {
+  if (String(url).endsWith("/status/")) window.__statusFetches += 1;
+  return pageFetch(url, ...rest);
+};
+const pageSetTimeout = window.setTimeout.bind(window);
+window.setTimeout = (fn, ms, ...args) => {
+  if (typeof fn !== "function" || fn.name !== "poll") return pageSetTimeout(fn, ms, ...args);
+  window.__pollsArmed += 1;
+  const id = pageSetTimeout(() => {
+    window.__pollsArmed -= 1;
+    window.__pollsRunning += 1;
+    Promise.resolve(fn(...args)).finally(() => { window.__pollsRunning -= 1; });
+  }, ms);
+  window.__pollArmedWaiters.splice(0).forEach(resolve => resolve());
+  return id;
+};
+window.__pollsDuring = ms => new Promise(resolve => {
+  const before = window.__statusFetches;
+  pageSetTimeout(() => resolve(window.__statusFetches - before), ms);
+});
+window.__nextPollArmed = (deadline = 10000) => new Promise((resolve, reject) => {
+  window.__pollArmedWaiters.push(resolve);
+  pageSetTimeout(() => reject(new Error(`no poll armed within ${deadline} ms`)), deadline);
+});
 window.__progressSeen = [];
 window.__statusSeen = [];
 document.addEventListener("DOMContentLoaded", () => {
@@ -261,6 +302,12 @@ def test_the_login_page_and_the_report_pages_never_show_the_password(browser, st
         context.close()
 
 
+def stored_time(value: str) -> datetime:
+    """A DateTimeField as the SQLite file keeps it (UTC, USE_TZ): an aware datetime."""
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
 def test_the_page_shows_a_report_lost_when_the_whole_worker_is_killed(page, stack, record_property):
     """SIGKILL to the worker's process group in the middle of a report: nobody
     records anything, so the page learns of it from the watchdog's deadline."""
@@ -271,10 +318,15 @@ def test_the_page_shows_a_report_lost_when_the_whole_worker_is_killed(page, stac
     old_task_id = page.locator("#task-id").inner_text()
     expect(page.locator("#status")).to_have_text("生成中")
     expect(page.locator("#progress-text")).not_to_have_text("0%")
+    # The positive control of the watch below: while the page polls, a watch of one
+    # poll interval, started when the page arms its next poll, sees that poll's request.
+    assert page.evaluate(f"async () => {{ await window.__nextPollArmed(); return window.__pollsDuring({POLL_MS}); }}") \
+        >= 1, "the watch does not see the polls of a page that polls"
 
     try:
         killed_at = time.time()
         stack["worker"].stop(mode="kill")
+        gone_at = time.time()
         expect(page.locator("#status")).to_have_text("失败", timeout=(DEADLINE + 20) * 1000)
         shown_at = next(t for text, t in page.evaluate("window.__statusSeen") if text == "失败") / 1000
         seconds = shown_at - killed_at
@@ -287,14 +339,23 @@ def test_the_page_shows_a_report_lost_when_the_whole_worker_is_killed(page, stac
         expect(page.locator("#error-id")).to_have_text(ERROR_ID)
         expect(page.get_by_role("button", name="重试")).to_be_visible()
         expect(page.locator("#download")).to_be_hidden()
-        # The page waited for the deadline (counted from the last progress, at most a
-        # step or so before the kill), and not much longer: one poll, one request.
-        assert DEADLINE - 1 < seconds < DEADLINE + 5, f"{seconds:.2f} s for a deadline of {DEADLINE:g} s"
+        # The page waited for the deadline, counted from the last progress, which came
+        # before the worker was gone: from the times in the database, not a range of
+        # seconds (a loaded machine only makes the wait longer).
+        heartbeat, finished = (stored_time(v) for v in query(
+            stack["db"], "SELECT heartbeat, finished FROM reports_report WHERE id = ?", uuid.UUID(report_id).hex))
+        assert heartbeat.timestamp() <= gone_at, "progress recorded after the worker was killed"
+        assert (finished - heartbeat).total_seconds() >= DEADLINE, (heartbeat, finished)
+        assert shown_at >= finished.timestamp() - 0.001, "the page showed 失败 before the server decided it"
+        # ... and it was the watchdog, woken by one of the page's polls, that decided.
+        stack["server"].wait_for_log(f"report {report_id}: task {old_task_id} is lost (running)", 10, since=0)
 
-        # The polling has stopped, and stays stopped.
+        # The polling has stopped, and stays stopped: no poll armed or running, and a
+        # watch like the positive control above sees no request.
         expect(page.locator("body")).to_have_attribute("data-polling", "stopped")
         before = len(polls)
-        page.wait_for_timeout(1000)  # watching for a request that must not come
+        assert page.evaluate("[window.__pollsArmed, window.__pollsRunning]") == [0, 0]
+        assert page.evaluate(f"window.__pollsDuring({POLL_MS})") == 0, "a status request after the polling stopped"
         assert len(polls) == before, f"{len(polls) - before} status requests after the polling stopped"
         # Killed before it wrote anything: neither a CSV nor a half-written .part file.
         assert not [f for f in report_files(stack) if report_id in f or f.endswith(".part")], report_files(stack)

@@ -388,11 +388,16 @@ def test_a_report_whose_pool_process_is_killed_fails_at_once(stack, module_broke
     mark = stack["worker"].mark()
     report_id, task_id, status, elapsed = crash_a_report(stack, module_broker, browser)
     print(f"pool process killed -> status failed: {elapsed:.2f} s")
+    # Which path fired, from what it says rather than how long it took (usually 0.05 s;
+    # up to about 5 s when the worker's main process notices the exit only at its
+    # periodic pool check): CRASHED is the message of the task's FAILURE
+    # (WorkerLostError); the lost-task deadline (30 s here) would have said SILENT.
     assert status["status"] == "failed" and status["message"] == CRASHED, status
     assert ERROR_ID.fullmatch(status["error_id"]) and status["retry_url"] == f"/reports/{report_id}/retry/"
-    # Usually 0.05 s; up to about 5 s when the worker's main process notices the
-    # exit only at its periodic pool check (every 5 s); never the deadline.
-    assert elapsed < LOST_AFTER_SECONDS / 3, f"{elapsed:.1f} s: the page waited for the deadline"
+    # The record the watchdog read: the task's own result, FAILURE with WorkerLostError.
+    stored = query(stack["db"], "SELECT status, result FROM django_celery_results_taskresult WHERE task_id = ?",
+                   task_id)
+    assert stored[0] == "FAILURE" and "WorkerLostError" in stored[1], stored
     assert 0 < report_row(stack, report_id, "progress")[0] < 100
     assert files_of(stack, report_id) == []  # neither the CSV nor a .part file
     assert "WorkerLostError" in stack["worker"].log(mark)
@@ -424,7 +429,7 @@ def test_beat_starts_with_the_database_scheduler(stack, module_broker):
     beat = start_beat("django_demo", broker=module_broker, cwd=str(DJANGO_DIR), env=stack["env"])
     try:
         assert "DatabaseScheduler" in beat.log()
-        assert beat.display.startswith("celery -A django_demo beat")
+        assert "celery -A django_demo beat" in beat.display
     finally:
         beat.cleanup()
     assert not beat.schedule_dir.exists()

@@ -13,7 +13,6 @@ sqlite3 module, as tests/test_django_worker.py does.
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timedelta
 from itertools import pairwise
 
@@ -58,7 +57,7 @@ def test_beat_only_sends_and_the_worker_runs_the_ticks(demo_app, module_broker):
     beat = launcher.start_beat("demo_tasks.periodic", broker=module_broker)
     worker = None
     try:
-        assert beat.display.startswith("celery -A demo_tasks.periodic beat")
+        assert "celery -A demo_tasks.periodic beat" in beat.display
         # No worker yet: the messages wait in the default queue, nothing runs.
         assert launcher.wait_for(lambda: client.llen("celery") >= 2, 15), beat.tail(20)
         names = {json.loads(m)["headers"]["task"] for m in client.lrange("celery", 0, -1)}
@@ -97,11 +96,17 @@ def test_beat_only_sends_and_the_worker_runs_the_ticks(demo_app, module_broker):
 
 # --- django-celery-beat: the schedule in the database ------------------------------------
 
+#: Two periodic tasks on the same schedule: "heartbeat", disabled in the test, and
+#: "control", which stays enabled: its sends show when beat has had the chances
+#: to send a heartbeat that a disabled one must let pass.
 CREATE_HEARTBEAT = """
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 every, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
 PeriodicTask.objects.create(name="heartbeat", task="reports.tasks.heartbeat", interval=every)
+PeriodicTask.objects.create(name="control", task="reports.tasks.heartbeat", interval=every)
 """
+#: Sends after beat noticed the change that a disabled heartbeat must sit out.
+CONTROL_SENDS = 3
 
 DISABLE_HEARTBEAT = """
 from django_celery_beat.models import PeriodicTask
@@ -117,9 +122,12 @@ def test_database_scheduler_runs_a_periodic_task_and_stops_when_it_is_disabled(t
     launcher.manage("migrate", "--noinput", env=env)
     launcher.manage("shell", "-c", CREATE_HEARTBEAT, env=env)
 
-    def runs() -> int:
+    def runs(name: str = "heartbeat") -> int:
         return query(db, "SELECT COUNT(*) FROM django_celery_results_taskresult "
-                         "WHERE task_name = 'reports.tasks.heartbeat' AND status = 'SUCCESS'")[0]
+                         "WHERE periodic_task_name = ? AND status = 'SUCCESS'", name)[0]
+
+    def sends(name: str, since: int = 0) -> int:
+        return beat.log(since).count(f"Sending due task {name} (reports.tasks.heartbeat)")
 
     started = []
     try:
@@ -131,12 +139,20 @@ def test_database_scheduler_runs_a_periodic_task_and_stops_when_it_is_disabled(t
         assert "django_celery_beat.schedulers.DatabaseScheduler" in beat.log()
         assert launcher.wait_for(lambda: runs() >= 2, 20, interval=0.1), beat.tail(20)
 
+        # While both are enabled, beat sends them at the same ticks: the control's
+        # sends stand for the heartbeat's chances to be sent.
+        assert abs(sends("heartbeat") - sends("control")) <= 1, beat.tail(20)
         mark = beat.mark()
         launcher.manage("shell", "-c", DISABLE_HEARTBEAT, env=env)   # save(): the signal tells beat
         beat.wait_for_log("DatabaseScheduler: Schedule changed.", 30, since=mark)
-        sent = beat.log().count("Sending due task heartbeat")
-        time.sleep(2.0)
-        assert beat.log().count("Sending due task heartbeat") == sent, "beat kept sending a disabled task"
+        noticed = beat.mark()
+        sent = sends("heartbeat")
+        # That nothing happens is shown by what beat did meanwhile, not by a fixed wait:
+        # the control task, due every second like the heartbeat, is sent again and
+        # again (the positive control: the same wait sees a send of an enabled task).
+        assert launcher.wait_for(lambda: sends("control", noticed) >= CONTROL_SENDS, 30, interval=0.1), \
+            beat.tail(20)
+        assert sends("heartbeat") == sent, "beat kept sending a disabled task"
         assert launcher.wait_for(lambda: runs() == sent, 10), (runs(), sent)
         enabled, count = query(db, "SELECT enabled, total_run_count FROM django_celery_beat_periodictask "
                                    "WHERE name = 'heartbeat'")
