@@ -7,9 +7,10 @@ how long it took to show up.
 
 or, from a notebook or a test that already runs a worker of demo_tasks.retries::
 
-    from instruments import bad_inputs
+    from instruments import bad_inputs, tables
     rows = bad_inputs.run_all(worker)    # worker: the launcher.Proc of that worker
-    print(bad_inputs.table(rows))
+    display(bad_inputs.table(rows), bad_inputs.log_table(rows))    # HTML tables
+    print(tables.verdicts(bad_inputs.checks(rows)))
 
 The worker must run with ``--concurrency=1`` (``launcher.start_worker(...,
 concurrency=1)``): the expiry case needs a worker whose only pool process is
@@ -53,8 +54,8 @@ from celery.result import AsyncResult
 from celery.utils import uuid
 
 import launcher
-from instruments import columns
-from launcher import Proc, sanitize
+from instruments.tables import Measured, Table, verdicts
+from launcher import Proc
 
 #: How long get() waits in the cases where the result does come back.
 GET_TIMEOUT = 10.0
@@ -91,10 +92,11 @@ class Row:
 
     case: str             # short Chinese label
     exception: str        # the exception's qualified name, as the caller sees it
-    message: str          # its message: first paragraph, one line, sanitized
+    message: str          # its message: first paragraph, one line
     where: str            # where it surfaces (Chinese)
     seconds: float        # from the call to the error (time.perf_counter)
-    log_line: str | None = None  # the worker's log line about it, sanitized
+    log_line: str | None = None  # the worker's log line about it, as logged
+    name: str = ""        # the case's key in CASES
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -113,12 +115,11 @@ def qualified_name(exc: BaseException) -> str:
 
 
 def first_message(exc: BaseException) -> str:
-    """The exception's message as one stable line: its first paragraph (some of
-    Celery's messages start with a newline and wrap a sentence over two lines),
-    whitespace collapsed, ports and ids sanitized."""
+    """The exception's message as one line: its first paragraph (some of Celery's
+    messages start with a newline and wrap a sentence over two lines), whitespace
+    collapsed. Ports and ids stay as they are: the learner sees their own."""
     paragraphs = [p for p in str(exc).strip().split("\n\n") if p.strip()]
-    text = " ".join(paragraphs[0].split()) if paragraphs else ""
-    return sanitize(text)
+    return " ".join(paragraphs[0].split()) if paragraphs else ""
 
 
 def _error_of(name: str, where: str, call: Callable[[], object]) -> Row:
@@ -129,13 +130,13 @@ def _error_of(name: str, where: str, call: Callable[[], object]) -> Row:
         call()
     except Exception as exc:
         seconds = time.perf_counter() - started
-        return Row(LABELS[name], qualified_name(exc), first_message(exc), where, seconds)
+        return Row(LABELS[name], qualified_name(exc), first_message(exc), where, seconds, name=name)
     raise AssertionError(f"{LABELS[name]} raised nothing: Celery's behaviour changed, update the chapter")
 
 
 def _logged(worker: Proc, needle: str, since: int) -> str:
-    """The worker's first log line containing ``needle`` after ``since``, sanitized."""
-    return sanitize(worker.wait_for_log(needle, LOG_TIMEOUT, since=since).strip())
+    """The worker's first log line containing ``needle`` after ``since``."""
+    return worker.wait_for_log(needle, LOG_TIMEOUT, since=since).strip()
 
 
 def worker_broker_url(worker: Proc) -> str | None:
@@ -310,99 +311,52 @@ def medians(worker: Proc, n: int = 5, *, include_slow_default: bool = True,
 
 # --- the table ---------------------------------------------------------------------------
 
-#: Punctuation that stays with what comes before it.
-_CLOSING = set("）》」』，。；：、！？),.;:!?")
-
-
-def _tokens(text: str) -> list[str]:
-    """Words of narrow characters, runs of spaces, and single wide (Chinese)
-    characters: a line may break between any two of them."""
-    tokens: list[str] = []
-    for char in text:
-        last = tokens[-1][-1] if tokens else None
-        closing = char in _CLOSING  # never at the start of a line
-        same_run = (last is not None and columns.width(char) == columns.width(last) == 1
-                    and char.isspace() == last.isspace())
-        if last is not None and (closing or same_run):
-            tokens[-1] += char
-        else:
-            tokens.append(char)
-    return tokens
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    """Cut ``text`` into lines of at most ``width`` columns: between words and
-    between Chinese characters; a word longer than a line is cut where it must."""
-    lines: list[str] = []
-    line = ""
-    for token in _tokens(text):
-        if columns.width(line + token) <= width:
-            line += token
-            continue
-        if token.isspace():  # a break: the spaces go with it
-            lines.append(line.rstrip())
-            line = ""
-            continue
-        if line.strip():
-            lines.append(line.rstrip())
-        line = ""
-        for char in token:  # only a word longer than the whole line gets here with characters left
-            if columns.width(line + char) > width:
-                lines.append(line)
-                line = ""
-            line += char
-    lines.append(line.rstrip())
-    return lines
-
-
-def _duration(seconds: float) -> str:
-    # "用时 N 秒" exactly: the course's sanitize rule blanks it for comparison.
+def _duration(seconds: float) -> Measured:
     # Milliseconds shown: several cases fail within a few of them.
-    return f"用时 {seconds:.3f} 秒"
+    return Measured(f"{seconds:.3f} 秒")
 
 
-def _grid(headers: list[str], rows: list[list[str]], widths: list[int]) -> str:
-    """A plain-text table; cells wrap within their column's width, but for the
-    last column's: never padded or wrapped, a number in it never shifts the rest
-    of its line (its width is only its rule's)."""
-    def render(cells: list[str]) -> list[str]:
-        wrapped = [*(_wrap(c, w) for c, w in zip(cells[:-1], widths, strict=False)), [cells[-1]]]
-        height = max(len(w) for w in wrapped)
-        out = []
-        for i in range(height):
-            parts = [w[i] if i < len(w) else "" for w in wrapped]
-            padded = [columns.pad(p, w) for p, w in zip(parts[:-1], widths, strict=False)]
-            out.append("  ".join([*padded, parts[-1]]).rstrip())
-        return out
-
-    rule = "  ".join("-" * w for w in widths)
-    lines = [*render(headers), rule]
-    for row in rows:
-        lines += render(row)
-    return "\n".join(lines)
+def table(rows: list[Row]) -> Table:
+    """The rows as a table with Chinese headers, numbered; the measured times are Measured cells."""
+    return Table(["情形", "异常", "消息", "在哪里出现", "用时"],
+                 [[f"{i}. {r.case}", r.exception, r.message, r.where, _duration(r.seconds)]
+                  for i, r in enumerate(rows, 1)])
 
 
-def table(rows: list[Row]) -> str:
-    """The rows as a plain-text table with Chinese headers; the worker's log
-    lines follow it, numbered by row."""
-    headers = ["情形", "异常", "消息", "在哪里出现", "用时"]
-    cells = [[f"{i}. {r.case}", r.exception, r.message, r.where, _duration(r.seconds)]
-             for i, r in enumerate(rows, 1)]
-    # Exception names are never wrapped: their column fits the longest. The last
-    # column's width (only its rule uses it) never depends on a measured time.
-    widths = [32, max(columns.width(c[1]) for c in [headers, *cells]), 40, 30, columns.width(_duration(0))]
-    text = _grid(headers, cells, widths)
-    logged = [(i, r.log_line) for i, r in enumerate(rows, 1) if r.log_line]
-    if logged:
-        text += "\n\nworker 日志里的那一行：\n" + "\n".join(f"  {i}. {line}" for i, line in logged)
-    return text
+def log_table(rows: list[Row]) -> Table:
+    """The worker's log line of each row that has one, numbered as in table()."""
+    return Table(["情形", "worker 日志里的那一行"],
+                 [[f"{i}.", r.log_line] for i, r in enumerate(rows, 1) if r.log_line])
 
 
-def medians_table(result: dict[str, float], n: int) -> str:
-    """What medians() returned, one line per case, labelled in Chinese."""
-    return _grid(["情形", f"{n} 次的中位数"],
-                 [[LABELS[name], _duration(seconds)] for name, seconds in result.items()],
-                 [60, columns.width(_duration(0))])
+def medians_table(result: dict[str, float], n: int) -> Table:
+    """What medians() returned, one row per case, labelled in Chinese."""
+    return Table(["情形", f"{n} 次的中位数"], [[LABELS[name], _duration(seconds)] for name, seconds in result.items()])
+
+
+def checks(rows: list[Row]) -> list[tuple[str, bool]]:
+    """What the measured times must show, as labelled verdicts (for the cases among ``rows``):
+    lower bounds and a ratio only, which a slow or busy machine cannot break."""
+    seconds = {r.name: r.seconds for r in rows}
+    found = []
+    if "get_timeout" in seconds:
+        found.append((f"get(timeout={SHORT_TIMEOUT:g}) 超时：至少等满了 timeout",
+                      seconds["get_timeout"] >= SHORT_TIMEOUT))
+    if "broker_down" in seconds:
+        # task_publish_retry_policy's default sleeps 0, 0.2 and 0.4 s between its attempts.
+        found.append(("broker 不可达：发送方先按 task_publish_retry_policy 重试，至少等了 0.5 秒才报错",
+                      seconds["broker_down"] >= 0.5))
+    if "backend_down_default" in seconds:
+        # 20 retries up to 1 s apart (celery/backends/base.py), far past get()'s own timeout.
+        found.append((f"结果后端不可达：默认的重试让 get(timeout={BACKEND_TIMEOUT:g}) 等了 15 秒以上",
+                      seconds["backend_down_default"] >= 15))
+        if "backend_down_short" in seconds:
+            found.append(("缩短重试以后，同一个错误来得快 10 倍以上",
+                          seconds["backend_down_short"] * 10 <= seconds["backend_down_default"]))
+    if "expired" in seconds:
+        # The task waits behind a 1.5 s sleep: it is dropped when the pool process is free, not at 0.5 s.
+        found.append(("过期的任务在 worker 空出来时才被丢弃：至少等了 1 秒", seconds["expired"] >= 1.0))
+    return found
 
 
 # --- python -m instruments.bad_inputs ---------------------------------------------------------
@@ -415,7 +369,12 @@ def main(runs: int = 5) -> None:
         # start_worker() gives REDIS_URL=broker.url as well.
         os.environ["REDIS_URL"] = broker.url
         worker = launcher.start_worker("demo_tasks.retries", broker=broker, fast=True, concurrency=1)
-        print(table(run_all(worker)))
+        rows = run_all(worker)
+        print(table(rows))
+        print()
+        print(log_table(rows))
+        print()
+        print(verdicts(checks(rows)))
         print()
         print(f"每种情形跑 {runs} 次，用时的中位数：")
         print(medians_table(medians(worker, n=runs), runs))

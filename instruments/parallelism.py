@@ -7,12 +7,13 @@ one process per CPU core, and 16 threads in one process. CPU-bound work
 with threads (the GIL runs one thread's Python code at a time); I/O-bound
 work (``wait_on``, a call of chapter 07's flaky service that answers after a
 fixed wait) speeds up with anything that can wait side by side, and threads are
-the cheapest way to wait. ``table(rows)`` prints the result.
+the cheapest way to wait. ``table(rows)`` is the result as a table (HTML in a
+notebook), ``checks(rows)`` what it must show, as labelled verdicts.
 
 (b) ``measure_fast_latency(broker)``: how long a quick task (``fast_ping``) waits
 before it starts when slow reports were sent just before it -- once with one
 worker that consumes both queues, once with the slow queue on a worker of its
-own. ``latency_table(result)`` prints it.
+own. ``latency_table(result)`` is its table, ``latency_checks(result)`` its verdicts.
 
 Both start their workers with ``launcher.start_worker`` and stop them (warm) as
 soon as their measurement is done. Import this module after REDIS_URL names the
@@ -38,10 +39,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+import psutil
 import redis
 
 import launcher
-from instruments import columns
+from instruments.tables import Measured, Table, verdicts
 from launcher.broker import broker_url_of
 
 #: One piece of CPU-bound work: count the primes below this (about 0.25 s on a 2-core test machine).
@@ -54,6 +56,11 @@ THREADS = 16
 POLL = 0.01
 #: How long we wait for any result before we give up (a generous deadline, not a measurement).
 DEADLINE = 120.0
+
+#: measure_parallelism's setups, by the name of the worker each starts (and of its queue);
+#: None: the serial run in this process.
+SETUPS = {"serial": None, "c1": "ch08-par-c1", "cpus": "ch08-par-cpus", "threads": "ch08-par-threads"}
+_KINDS = {"CPU": "CPU 密集", "I/O": "I/O 密集"}
 
 # The labels of the two setups of measure_fast_latency.
 SHARED = "没有自己的队列"
@@ -81,6 +88,12 @@ class Row:
     ended_at: float     # wall clock when the last result was in
     worker: str | None = None  # the worker's name; None for the serial run in this process
     results: list = field(default_factory=list)  # what the work returned, in the order it was sent
+    cpu_seconds: float = 0.0   # CPU time the processes doing the work used meanwhile (user + system)
+
+    @property
+    def cores(self) -> float:
+        """How many cores the work kept busy on average: CPU time divided by the time it took."""
+        return self.cpu_seconds / self.seconds
 
 
 @dataclass
@@ -93,6 +106,7 @@ class LatencyRound:
     hostname: str           # the worker that ran it, e.g. "ch08-fast@laptop"
     ping_id: str
     report_ids: list[str]
+    report_starts: list[float] = field(default_factory=list)  # when the reports that ran started (run records)
 
     @property
     def seconds(self) -> float:
@@ -158,12 +172,32 @@ def _workers(helper: ThreadPoolExecutor, broker, *specs: dict) -> Iterator[list[
             helper.submit(worker.cleanup)
 
 
-def _timed(run) -> tuple[list, float, float, float]:
-    """(results, seconds, wall clock at start, wall clock at end) of ``run()``."""
-    started_at, start = time.time(), time.perf_counter()
+def _processes(worker: launcher.Proc | None) -> list[psutil.Process]:
+    """The processes that do a run's work: this one (the serial run), or a worker's
+    main process and its pool processes."""
+    if worker is None:
+        return [psutil.Process()]
+    main = psutil.Process(worker.pid)
+    return [main, *main.children(recursive=True)]
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    """The CPU time (user + system, every thread) the processes have used so far."""
+    total = 0.0
+    for process in processes:
+        times = process.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def _timed(run, processes: list[psutil.Process]) -> dict:
+    """``run()`` timed: its results, seconds, wall clock at start and end, and the CPU
+    time ``processes`` used meanwhile."""
+    cpu, started_at, start = _cpu_seconds(processes), time.time(), time.perf_counter()
     results = list(run())
     seconds = time.perf_counter() - start
-    return results, seconds, started_at, time.time()
+    return {"results": results, "seconds": seconds, "started_at": started_at, "ended_at": time.time(),
+            "cpu_seconds": _cpu_seconds(processes) - cpu}
 
 
 # --- (a) parallelism ----------------------------------------------------------------------
@@ -212,23 +246,22 @@ def measure_parallelism(broker, service, *, cpu_pieces: int = 8, cpu_limit: int 
 
     cpu_work = [(limit,) for limit in limits]
     io_work = [(url, call) for call in calls]
-    measured: dict[tuple[str, str], tuple] = {}
+    measured: dict[tuple[str, str], dict] = {}
 
     import requests  # noqa: F401 -- imported before the serial run's clock starts (see above)
 
-    measured["CPU", "serial"] = _timed(lambda: (wf.count_primes_here(limit) for limit in limits))
-    measured["I/O", "serial"] = _timed(lambda: (wf.wait_on_here(url, call) for call in calls))
-    include = ["--include=requests"]
+    here = _processes(None)
+    measured["CPU", "serial"] = _timed(lambda: (wf.count_primes_here(limit) for limit in limits), here)
+    measured["I/O", "serial"] = _timed(lambda: (wf.wait_on_here(url, call) for call in calls), here)
+    pools = {"c1": (1, []), "cpus": (processes, []), "threads": (threads, ["--pool=threads"])}
     with ThreadPoolExecutor(max_workers=4) as helper:
-        for key, concurrency in (("c1", 1), ("cpus", processes)):
-            queue = name = f"ch08-par-{key}"
-            with _workers(helper, broker, _spec(name, concurrency, [queue], include)):
-                measured["CPU", key] = (*_timed(on_worker(wf.count_primes, cpu_work, queue)), name)
-                measured["I/O", key] = (*_timed(on_worker(wf.wait_on, io_work, queue)), name)
-        queue = name = "ch08-par-threads"
-        with _workers(helper, broker, _spec(name, threads, [queue], ["--pool=threads", *include])):
-            measured["CPU", "threads"] = (*_timed(on_worker(wf.count_primes, cpu_work, queue)), name)
-            measured["I/O", "threads"] = (*_timed(on_worker(wf.wait_on, io_work, queue)), name)
+        for key, (concurrency, pool) in pools.items():
+            name = queue = SETUPS[key]
+            spec = _spec(name, concurrency, [queue], [*pool, "--include=requests"])
+            with _workers(helper, broker, spec) as (worker,):
+                tree = _processes(worker)
+                for kind, task, work in (("CPU", wf.count_primes, cpu_work), ("I/O", wf.wait_on, io_work)):
+                    measured[kind, key] = {**_timed(on_worker(task, work, queue), tree), "worker": name}
         # Leaving the executor's `with` waits until every worker has stopped.
 
     labels = {
@@ -239,26 +272,49 @@ def measure_parallelism(broker, service, *, cpu_pieces: int = 8, cpu_limit: int 
     }
     rows = []
     for kind in ("CPU", "I/O"):
-        serial_results, serial_seconds = measured[kind, "serial"][:2]
+        serial = measured[kind, "serial"]
         for key in ("serial", "c1", "cpus", "threads"):
-            if (kind, key) not in measured:
-                continue
-            results, seconds, started_at, ended_at, *worker = measured[kind, key]
-            rows.append(Row(kind, labels[key], seconds, serial_seconds / seconds, results == serial_results,
-                            started_at, ended_at, worker[0] if worker else None, results))
+            m = measured[kind, key]
+            rows.append(Row(kind, labels[key], m["seconds"], serial["seconds"] / m["seconds"],
+                            m["results"] == serial["results"], m["started_at"], m["ended_at"], m.get("worker"),
+                            m["results"], m["cpu_seconds"]))
     return rows
 
 
-def table(rows: Sequence[Row]) -> str:
-    """A plain-text table of measure_parallelism's rows, one row a line."""
-    kinds = {"CPU": "CPU 密集", "I/O": "I/O 密集"}
-    setup_width = max(columns.width(r.setup) for r in rows)
-    lines = [f"{columns.pad('任务类型', 10)}{columns.pad('做法', setup_width + 2)}用时与加速比（与同类型的串行相比）"]
-    for r in rows:
-        same = "结果与串行相同" if r.same_results else "结果与串行不同！"
-        lines.append(f"{columns.pad(kinds[r.kind], 10)}{columns.pad(r.setup, setup_width + 2)}"
-                     f"用时 {r.seconds:.2f} 秒  加速比 {r.speedup:.1f} 倍  {same}")
-    return "\n".join(lines)
+def _row(rows: Sequence[Row], kind: str, setup: str) -> Row | None:
+    return next((r for r in rows if r.kind == kind and r.worker == SETUPS[setup]), None)
+
+
+def table(rows: Sequence[Row]) -> Table:
+    """measure_parallelism's rows as a table; the measured figures are Measured cells."""
+    return Table(["任务类型", "做法", "用时", "加速比（与同类型的串行相比）", "平均同时在用的核（CPU 时间 ÷ 用时）",
+                  "结果与串行相同"],
+                 [[_KINDS[r.kind], r.setup, Measured(f"{r.seconds:.2f} 秒"), Measured(f"{r.speedup:.1f} 倍"),
+                   Measured(f"{r.cores:.1f} 个"), "是" if r.same_results else "否！"] for r in rows])
+
+
+def at_most_one_core(row: Row) -> bool:
+    """The work kept at most one core busy at a time (a margin for the main process's own
+    messaging and for the clock ticks CPU time is counted in)."""
+    return row.cpu_seconds <= row.seconds * 1.05 + 0.05
+
+
+def checks(rows: Sequence[Row]) -> list[tuple[str, bool]]:
+    """What measure_parallelism's figures must show, as labelled verdicts that a busy
+    machine cannot break: how many cores a worker *could* use is a property of the
+    setup, how many it *got* depends on what else runs (so a speed-up from more
+    processes is shown in the table, and not claimed here)."""
+    found = []
+    c1, threads = _row(rows, "CPU", "c1"), _row(rows, "CPU", "threads")
+    if c1:
+        found.append(("CPU 密集，1 个 worker 进程：同一时刻最多只用了 1 个核，和串行一样", at_most_one_core(c1)))
+    if threads:
+        found.append(("CPU 密集，线程池（--pool=threads）：同一时刻最多只用了 1 个核（GIL）",
+                      at_most_one_core(threads)))
+    serial, threads = _row(rows, "I/O", "serial"), _row(rows, "I/O", "threads")
+    if serial and threads:
+        found.append(("I/O 密集，线程池（--pool=threads）：比串行快", threads.seconds < serial.seconds))
+    return found
 
 
 # --- (b) a fast task behind slow ones ---------------------------------------------------------
@@ -303,8 +359,11 @@ def measure_fast_latency(broker, *, rounds: int = 5, slow_seconds: float = 0.3, 
             wf.app.control.revoke([r.id for r in reports])
         if not launcher.wait_for(lambda: all(r.ready() for r in reports), DEADLINE):
             raise RuntimeError("the slow reports did not finish")
-        record = next(r for r in wf.read_records(wf.RUNS_KEY) if r["id"] == ping.id)
-        return LatencyRound(setup, sent_at, record["time"], record["hostname"], ping.id, [r.id for r in reports])
+        records = {r["id"]: r for r in wf.read_records(wf.RUNS_KEY)}
+        record = records[ping.id]
+        starts = [records[r.id]["time"] for r in reports if r.id in records]  # revoked ones never ran
+        return LatencyRound(setup, sent_at, record["time"], record["hostname"], ping.id, [r.id for r in reports],
+                            starts)
 
     def check(rounds_done: list[LatencyRound], fast: str, slow: str) -> None:
         ran_on = {r["id"]: r["hostname"].split("@")[0] for r in wf.read_records(wf.RUNS_KEY)}
@@ -327,16 +386,32 @@ def measure_fast_latency(broker, *, rounds: int = 5, slow_seconds: float = 0.3, 
     return result
 
 
-def latency_table(result: FastLatency) -> str:
-    """The medians of measure_fast_latency, one setup a line."""
-    setups = {SHARED: f"{SHARED}：1 个 worker 消费两个队列（-c 1）",
-              OWN: f"{OWN}：两个队列各有一个 worker（各 -c 1）"}
-    width = max(columns.width(s) for s in setups.values())
-    lines = [f"fast_ping 从发出到开始运行要等多久（每轮先发 {result.backlog} 个 "
-             f"slow_report({result.slow_seconds:g})，共 {len(result.samples(SHARED))} 轮）："]
-    for setup, label in setups.items():
-        lines.append(f"  {columns.pad(label, width + 2)}中位数 {result.median(setup) * 1000:.1f} 毫秒")
-    return "\n".join(lines)
+#: The rows of latency_table, by setup.
+_LATENCY_SETUPS = {SHARED: f"{SHARED}：1 个 worker 消费两个队列（-c 1）",
+                   OWN: f"{OWN}：两个队列各有一个 worker（各 -c 1）"}
+
+
+def latency_table(result: FastLatency) -> Table:
+    """The medians of measure_fast_latency, one setup a row."""
+    rounds = len(result.samples(SHARED))
+    return Table(["做法", f"{rounds} 轮的中位数"],
+                 [[label, Measured(f"{result.median(setup) * 1000:.1f} 毫秒")]
+                  for setup, label in _LATENCY_SETUPS.items()],
+                 caption=f"fast_ping 从发出到开始运行要等多久（每轮先发 {result.backlog} 个 "
+                         f"slow_report({result.slow_seconds:g})，共 {rounds} 轮）")
+
+
+def latency_checks(result: FastLatency) -> list[tuple[str, bool]]:
+    """What measure_fast_latency's medians must show, as labelled verdicts: the order of
+    the runs (from the run records), and which setup waits less."""
+    shared = [r for r in result.rounds if r.setup == SHARED]
+    behind = all(len(r.report_starts) == result.backlog
+                 and r.started_at >= max(r.report_starts) + result.slow_seconds for r in shared)
+    return [
+        (f"1 个 worker 消费两个队列：每一轮 fast_ping 都排在 {result.backlog} 个 slow_report 后面，"
+         f"等它们都运行完才开始", bool(shared) and behind),
+        ("两个队列各有一个 worker：fast_ping 等得更短", result.median(OWN) < result.median(SHARED)),
+    ]
 
 
 # --- the benchmark: python -m instruments.parallelism [--repeat N] -----------------------------
@@ -360,10 +435,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {n} of {args.repeat} done", file=sys.stderr, flush=True)
         medians = [replace(first, seconds=statistics.median(run[i].seconds for run in runs),
                            speedup=statistics.median(run[i].speedup for run in runs),
+                           cpu_seconds=statistics.median(run[i].cpu_seconds for run in runs),
                            same_results=all(run[i].same_results for run in runs))
                    for i, first in enumerate(runs[0])]
         print(f"Medians of {args.repeat} runs ({os.cpu_count()} CPUs):")
         print(table(medians))
+        for n, run in enumerate(runs, 1):
+            print(f"verdicts of run {n}:\n{verdicts(checks(run))}")
         print("speedups of every run: " + "; ".join(
             f"{r.kind} {r.worker or 'serial'}: " + ", ".join(f"{run[i].speedup:.2f}" for run in runs)
             for i, r in enumerate(runs[0])))

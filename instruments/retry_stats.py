@@ -6,6 +6,7 @@ service's own record of every request it got.
     results = send_calls(fetch_once, service.call_url, ids)
     outcome = wait_for_results(results, timeout=60)
     summary = summarize(outcome, service.requests())
+    display(table({"不重试": (summary, seconds), ...}))    # an HTML table
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from celery.result import AsyncResult
+
+from instruments.tables import Measured, Table
 
 
 def call_ids(count: int, prefix: str = "call") -> list[str]:
@@ -97,3 +100,17 @@ def backoff_countdowns(retries: int, *, maximum: int, factor: int = 1) -> list[i
 def gaps(attempts: list[dict]) -> list[float]:
     """Seconds between one attempt's arrival at the service and the next one's."""
     return [b["t"] - a["t"] for a, b in pairwise(attempts)]
+
+
+def backoff_waited(summary: Summary, *, maximum: int, factor: int = 1) -> list[int]:
+    """The waits Celery promised the task that made the most attempts (retry_backoff,
+    jitter off): each retry comes no sooner than its wait after the attempt before it,
+    so the batch took at least their sum."""
+    return backoff_countdowns(max(summary.attempts_per_task) - 1, maximum=maximum, factor=factor)
+
+
+def table(batches: dict[str, tuple[Summary, float]]) -> Table:
+    """Batches side by side: {label: (summary, seconds the batch took)}, one row each."""
+    return Table(["做法", "成功", "失败", "服务收到的请求", "用时"],
+                 [[label, s.succeeded, s.failed, s.attempts, Measured(f"{seconds:.1f} 秒")]
+                  for label, (s, seconds) in batches.items()])

@@ -15,9 +15,9 @@ import threading
 import pytest
 
 import launcher
-from launcher.paths import REPO_ROOT
 from launcher.broker import BrokerError
 from launcher.django_procs import django_env
+from launcher.paths import REPO_ROOT
 from launcher.procs import group_alive
 from tests.helpers import DJANGO_DIR, returns_within, script
 

@@ -4,19 +4,22 @@ What is checked is what load cannot change: every setup returns the serial resul
 (predicted independently: primes counted here, the flaky service's values from its
 hash); which calls the service saw at the same time (by its own arrival times, each
 call held at least ``SLOW`` seconds); times only from below; which worker ran what
-(by the hostname in the run records). Never an upper bound on a time, never a speedup.
+(by the hostname in the run records); the chapter's verdicts, which are orderings and
+a bound on CPU time per second of wall time (one core at most, where the setup allows
+no more). Never an upper bound on a time, never a speedup.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
 import launcher
 from instruments import parallelism as par
 from services import flaky_service
+from tests.test_tables import as_compared
 
 #: How long the service holds every call (it answers every call "slow").
 SLOW = 0.2
@@ -122,22 +125,40 @@ def test_most_at_once_counts_overlaps_from_arrival_times():
     assert most_at_once([1.0, 0.0, 0.4], 0.5) == 2, "order of arrival does not matter"
 
 
-def test_the_table_prints_one_row_a_line_with_only_labelled_numbers(rows):
-    text = par.table(rows)
-    lines = text.splitlines()
-    assert len(lines) == len(rows) + 1
-    for line, row in zip(lines[1:], rows, strict=True):
-        assert f"用时 {row.seconds:.2f} 秒" in line and f"加速比 {row.speedup:.1f} 倍" in line
-        assert row.setup in line and "结果与串行相同" in line
-    # Other measurements give the same text once the labelled numbers are blanked.
+def test_the_table_has_a_row_per_setup_with_measured_figures(rows):
+    table = par.table(rows)
+    assert len(table.rows) == len(rows) == 8
+    for cells, row in zip(table.rows, rows, strict=True):
+        assert cells[1] == row.setup and cells[-1] == "是"
+        assert [str(c) for c in cells[2:5]] == [f"{row.seconds:.2f} 秒", f"{row.speedup:.1f} 倍", f"{row.cores:.1f} 个"]
+    # Other measurements give the same HTML once the measured cells are blanked.
     other = [par.Row(r.kind, r.setup, r.seconds * 3.7 + 10, r.speedup * 2.3 + 1, r.same_results,
-                     r.started_at, r.ended_at, r.worker) for r in rows]
+                     r.started_at, r.ended_at, r.worker, cpu_seconds=r.cpu_seconds * 5 + 1) for r in rows]
+    assert as_compared(par.table(other)._repr_html_()) == as_compared(table._repr_html_())
+    assert par.table([par.Row("CPU", "x", 1.0, 1.0, False, 0.0, 1.0)]).rows[0][-1] == "否！"
 
-    def blank(t: str) -> str:
-        return re.sub(r"(用时|加速比) \d+\.\d+ (秒|倍)", r"\1 N \2", t)
 
-    assert blank(par.table(other)) == blank(text)
-    assert "结果与串行不同" in par.table([par.Row("CPU", "x", 1.0, 1.0, False, 0.0, 1.0)])
+def test_the_chapters_verdicts_hold(rows):
+    found = par.checks(rows)
+    assert len(found) == 3
+    assert all(ok for _label, ok in found), found
+
+
+def test_cpu_bound_work_in_one_process_or_in_threads_keeps_at_most_one_core_busy(rows):
+    cpu = by_setup(rows, "CPU")
+    for setup in (None, "ch08-par-c1", "ch08-par-threads"):
+        assert cpu[setup].cpu_seconds > 0, setup
+        assert par.at_most_one_core(cpu[setup]), (setup, cpu[setup].cpu_seconds, cpu[setup].seconds)
+
+
+def test_the_verdicts_fail_when_a_lesson_breaks():
+    def row(kind, setup, seconds, cpu_seconds):
+        return par.Row(kind, "x", seconds, 1.0, True, 0.0, 1.0, par.SETUPS[setup], cpu_seconds=cpu_seconds)
+
+    two_cores = [row("CPU", "c1", 1.0, 2.0), row("CPU", "threads", 1.0, 1.9),
+                 row("I/O", "serial", 1.0, 0.0), row("I/O", "threads", 1.2, 0.0)]
+    assert [ok for _label, ok in par.checks(two_cores)] == [False, False, False]
+    assert par.checks([]) == []
 
 
 def test_a_module_imported_for_another_broker_is_refused(wf):
@@ -194,9 +215,26 @@ def test_every_report_is_finished_or_revoked_and_the_workers_are_stopped(latency
 
 
 def test_the_latency_table_gives_a_median_per_setup(latency):
-    lines = par.latency_table(latency).splitlines()
-    assert len(lines) == 3
-    for line, setup in zip(lines[1:], (par.SHARED, par.OWN), strict=True):
-        assert line.strip().startswith(setup)
-        assert line.endswith(f"中位数 {latency.median(setup) * 1000:.1f} 毫秒")
+    table = par.latency_table(latency)
+    assert table.caption == (f"fast_ping 从发出到开始运行要等多久（每轮先发 {BACKLOG} 个 slow_report({SLOW_REPORT:g})，"
+                             f"共 {ROUNDS} 轮）")
+    assert table.headers == ["做法", f"{ROUNDS} 轮的中位数"]
+    for cells, setup in zip(table.rows, (par.SHARED, par.OWN), strict=True):
+        assert cells[0].startswith(setup)
+        assert str(cells[1]) == f"{latency.median(setup) * 1000:.1f} 毫秒"
     assert latency.samples(par.SHARED) == [r.seconds for r in latency.rounds[:ROUNDS]]
+    # Other medians give the same HTML once the measured cells are blanked.
+    other = par.FastLatency(latency.backlog, latency.slow_seconds,
+                            [replace(r, sent_at=r.sent_at - 7.5) for r in latency.rounds])
+    assert as_compared(par.latency_table(other)._repr_html_()) == as_compared(table._repr_html_())
+
+
+def test_the_latency_verdicts_hold_and_fail_when_a_lesson_breaks(latency):
+    assert all(len(r.report_starts) == BACKLOG for r in latency.rounds if r.setup == par.SHARED)
+    found = par.latency_checks(latency)
+    assert len(found) == 2 and all(ok for _label, ok in found), found
+    # The ping ahead of a report, or the setup with its own worker waiting longer: both verdicts False.
+    broken = par.FastLatency(latency.backlog, latency.slow_seconds,
+                             [replace(r, started_at=r.sent_at + (10.0 if r.setup == par.OWN else 0.001),
+                                      report_starts=[r.sent_at + 1.0] * BACKLOG) for r in latency.rounds])
+    assert [ok for _label, ok in par.latency_checks(broken)] == [False, False]

@@ -11,11 +11,14 @@ computed (jitter is off for fetch_with_retries), which load cannot break.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import launcher
 from instruments import retry_stats
 from services import flaky_service
+from tests.test_tables import as_compared
 
 FAILING = ("unavailable", "timeout")
 
@@ -59,8 +62,10 @@ def test_a_batch_without_and_with_retries_ends_as_the_service_rule_predicts(retr
     assert (summary.failed, summary.succeeded, summary.attempts) == (first_failures, 40 - first_failures, 40)
 
     service.reset()
+    started = time.perf_counter()
     retried = retry_stats.wait_for_results(
         retry_stats.send_calls(retries.fetch_with_retries, service.call_url, ids), 120)
+    seconds = time.perf_counter() - started
     summary = retry_stats.summarize(retried, service.requests())
     predicted = {i: predicted_attempts(i, retries.RETRY_POLICY["max_retries"]) for i in ids}
     gave_up = sum(p[-1] in FAILING for p in predicted.values())
@@ -70,6 +75,11 @@ def test_a_batch_without_and_with_retries_ends_as_the_service_rule_predicts(retr
         seen = retry_stats.attempts_of(task_id, service.requests())
         assert [(a["attempt"], a["outcome"]) for a in seen] == list(enumerate(answers)), task_id
         assert retried[task_id] == ("FAILURE" if answers[-1] in FAILING else "SUCCESS"), task_id
+    # The chapter's verdict: the batch took at least the backoff of its most retried task.
+    waits = retry_stats.backoff_waited(summary, maximum=retries.RETRY_POLICY["retry_backoff_max"])
+    most = max(len(p) for p in predicted.values())
+    assert waits == retry_stats.backoff_countdowns(most - 1, maximum=8) and sum(waits) >= 1
+    assert seconds >= sum(waits)
 
 
 def test_each_retry_waits_at_least_the_backoff_celery_computed(retries, service, worker):
@@ -86,6 +96,19 @@ def test_each_retry_waits_at_least_the_backoff_celery_computed(retries, service,
     assert waits == [1, 2, 4]
     for gap, wait in zip(retry_stats.gaps(attempts), waits, strict=True):
         assert gap >= wait, f"a retry came {gap:.3f} s after the previous attempt, before its {wait} s wait"
+
+
+def test_the_batches_table_has_a_row_per_batch_and_measured_times():
+    once = retry_stats.Summary(77, 23, 100, {1: 100}, {"ok": 77, "unavailable": 23})
+    retried = retry_stats.Summary(99, 1, 138, {1: 77, 2: 12, 3: 7, 4: 4}, {"ok": 99, "unavailable": 39})
+    table = retry_stats.table({"不重试": (once, 2.9), "自动重试": (retried, 11.1)})
+    assert table.headers == ["做法", "成功", "失败", "服务收到的请求", "用时"]
+    assert [[str(c) for c in row] for row in table.rows] == [["不重试", "77", "23", "100", "2.9 秒"],
+                                                              ["自动重试", "99", "1", "138", "11.1 秒"]]
+    slower = retry_stats.table({"不重试": (once, 29.0), "自动重试": (retried, 111.4)})
+    assert as_compared(slower._repr_html_()) == as_compared(table._repr_html_())
+    assert retry_stats.backoff_waited(retried, maximum=8) == [1, 2, 4]
+    assert retry_stats.backoff_waited(once, maximum=8) == []
 
 
 def test_a_client_error_is_not_retried(retries, service, worker):

@@ -112,6 +112,23 @@ def test_a_group_runs_side_by_side_and_its_result_can_be_saved_and_restored(wf, 
     assert restored.successful() and restored.completed_count() == 5
 
 
+def test_a_groups_get_naps_a_whole_interval_and_a_smaller_interval_returns_sooner(wf, worker):
+    """Chapter 08's get(interval=...): the group is not complete at get()'s first look (its
+    tasks sleep 0.5 s), so get() naps a whole interval; with a small one it returns as soon
+    as the work is done. An ordering with a wide margin, never an upper bound on a time."""
+    import time
+
+    def timed(interval: float) -> float:
+        start = time.perf_counter()
+        assert group(wf.slow_step.s(0, 0.5) for _ in range(2)).apply_async().get(timeout=30, interval=interval) \
+            == [1, 1]
+        return time.perf_counter() - start
+
+    napped, small = timed(2.0), timed(0.05)
+    assert napped >= 2.0
+    assert small < napped
+
+
 def test_a_chord_sums_its_groups_results(wf, worker):
     result = chord(wf.add.s(i, i) for i in range(10))(wf.xsum.s())
     assert result.get(timeout=20) == 90
