@@ -77,12 +77,18 @@ def without_settings(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not is_setting(k)}
 
 
+#: Settings of a notebook's kernel that its children never get: chapter 05 turns off
+#: Django's async-safety check in the kernel only ("never in a server's configuration").
+KERNEL_ONLY = frozenset({"DJANGO_ALLOW_ASYNC_UNSAFE"})
+
+
 def settings_of(env: Mapping[str, str], *, django: bool) -> dict[str, str]:
     """The settings in ``env`` a process gets: all of them for a Django process
-    (but the local user's, which only ``manage.py create_course_admin`` reads),
-    none of Django's for a plain Celery app."""
+    (but the local user's, which only ``manage.py create_course_admin`` reads, and
+    KERNEL_ONLY), none of Django's for a plain Celery app."""
     return {k: v for k, v in env.items()
-            if is_setting(k) and not k.startswith("COURSE_ADMIN_") and (django or not is_django_setting(k))}
+            if is_setting(k) and k not in KERNEL_ONLY and not k.startswith("COURSE_ADMIN_")
+            and (django or not is_django_setting(k))}
 
 
 # --- paths -------------------------------------------------------------------------------

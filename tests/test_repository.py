@@ -73,8 +73,8 @@ def test_notebook_follows_the_skeleton(path):
 
 
 REQUIREMENTS = ("requirements.txt", "requirements-test.txt")
-FIRST_PARTY = {"demo_tasks", "django_demo", "launcher", "reports", "selfcheck", "tests", "tasks", "compose",
-               "terminal", "fonts", "architecture"}  # the last three: pictures/src/, on sys.path there
+FIRST_PARTY = {"demo_tasks", "django_demo", "instruments", "launcher", "services", "reports", "selfcheck", "tests",
+               "tasks", "compose", "terminal", "fonts", "architecture"}  # the last three: pictures/src/ (its sys.path)
 
 
 def pins() -> dict[str, str]:

@@ -99,7 +99,11 @@ def client(url: str) -> Celery:
 
 
 def test_the_shown_command_names_every_setting_and_hides_secrets(chapter):
-    worker = launcher.start_worker("django_demo", broker=chapter["url"], fast=True, name="shown")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # as chapter 05's kernel sets it, after a Run All
+    try:
+        worker = launcher.start_worker("django_demo", broker=chapter["url"], fast=True, name="shown")
+    finally:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
     try:
         shown = worker.display
         assert worker.settings["REDIS_URL"] == chapter["url"]
@@ -108,6 +112,7 @@ def test_the_shown_command_names_every_setting_and_hides_secrets(chapter):
         assert os.environ["SECRET_KEY"] not in shown
         assert 'SECRET_KEY="$(cat .secrets/django-secret-key)"' in shown
         assert "COURSE_ADMIN_PASSWORD" not in shown  # only create_course_admin reads it
+        assert "DJANGO_ALLOW_ASYNC_UNSAFE" not in shown  # the kernel's own (chapter 05), never a server's
         assert f"DATABASE_URL=sqlite:///{repo_relative(chapter['scratch'])}/db.sqlite3" in shown
         assert str(REPO_ROOT) not in shown and "/tmp/" not in shown
         assert shown.endswith(f"celery -A django_demo worker --loglevel=INFO -n shown@%h --concurrency=2 "
