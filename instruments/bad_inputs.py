@@ -48,7 +48,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
 
-import psutil
 from celery import Celery
 from celery.result import AsyncResult
 from celery.utils import uuid
@@ -139,19 +138,11 @@ def _logged(worker: Proc, needle: str, since: int) -> str:
     return worker.wait_for_log(needle, LOG_TIMEOUT, since=since).strip()
 
 
-def worker_broker_url(worker: Proc) -> str | None:
-    """The REDIS_URL the worker process was started with (None if it cannot be read)."""
-    try:
-        return psutil.Process(worker.pid).environ().get("REDIS_URL")
-    except psutil.Error:
-        return None
-
-
 def check_setup(worker: Proc) -> None:
     """The in-process app and the worker must share the broker; the worker must
     have one pool process (the expiry case depends on it)."""
     app = _retries().app
-    url = worker_broker_url(worker)
+    url = worker.settings.get("REDIS_URL")   # what the launcher gave the worker
     if url is not None and url != app.conf.broker_url:
         raise RuntimeError(
             f"demo_tasks.retries in this process uses {app.conf.broker_url!r} but the worker uses {url!r}: "

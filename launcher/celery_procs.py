@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from .broker import broker_url_of, check_broker
 from .paths import REPO_ROOT
 from .procs import Proc
-from .shown import settings_of, without_settings
+from .shown import inherited_settings, without_settings
 
 #: Flags that make a worker ready in under a second (0.3 s idle, about 0.7 s under
 #: load) instead of about 1.3 s: no waiting for neighbours (mingle), no gossip or
@@ -38,17 +38,14 @@ def celery_settings(app: str, broker_url: str, extra: Mapping[str, str] | None =
     installs its Django fix-up whenever it is set, which a worker of a plain app
     must not do just because a test process set it); no CELERY_* or FLOWER_*
     from a learner's shell, which would silently change what the course starts."""
-    settings = {"REDIS_URL": broker_url}
-    if is_django_app(app, extra):
-        settings.update({k: v for k, v in settings_of(os.environ, django=True).items()
-                         if k not in settings and not k.startswith(("CELERY_", "FLOWER_", "DJANGO_"))})
-    settings.update(extra or {})
-    return settings
+    inherited = inherited_settings(os.environ) if is_django_app(app, extra) else {}
+    return {**{k: v for k, v in inherited.items() if not k.startswith("DJANGO_")},
+            "REDIS_URL": broker_url, **(extra or {})}
 
 
-def celery_env(broker_url: str, extra: dict | None = None, app: str = "") -> dict:
+def celery_env(app: str, broker_url: str) -> dict:
     """The whole environment of a short Celery command: ours without settings, plus celery_settings()."""
-    return {**without_settings(os.environ), "PYTHONUNBUFFERED": "1", **celery_settings(app, broker_url, extra)}
+    return {**without_settings(os.environ), **celery_settings(app, broker_url)}
 
 
 def start_worker(app: str, *, name: str = "w1", broker=None, fast: bool = False,
@@ -89,6 +86,6 @@ def celery_command(app: str, *args: str, broker=None, timeout: float = 30.0,
 
     url = broker_url_of(broker)
     done = subprocess.run([sys.executable, "-m", "celery", "-A", app, *args],
-                          env=celery_env(url, app=app), cwd=cwd or REPO_ROOT, capture_output=True,
+                          env=celery_env(app, url), cwd=cwd or REPO_ROOT, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     return done.stdout + done.stderr

@@ -11,6 +11,7 @@ Celery app are in ``django_demo/``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ from .credentials import local_django_env
 from .paths import DJANGO_DIR, REPO_ROOT
 from .procs import Proc, ProcessError, http_answers
 from .scratch import current_scratch
-from .shown import relative_value, repo_relative, settings_of
+from .shown import inherited_settings, relative_value, repo_relative
 
 ADDRESS = "127.0.0.1"
 
@@ -75,10 +76,7 @@ class DjangoServerProc(Proc):
 def django_settings(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The settings a Django process gets (launcher.shown): the Django settings and
     REDIS_URL of this process's environment, as the chapter set them, then ``extra``."""
-    settings = {k: v for k, v in settings_of(os.environ, django=True).items()
-                if not k.startswith(("CELERY_", "FLOWER_"))}
-    settings.update(extra or {})
-    return settings
+    return {**inherited_settings(os.environ), **(extra or {})}
 
 
 def start_django_server(project_dir: str | os.PathLike, *, port: int | None = None,
@@ -117,10 +115,8 @@ def _schedule_file() -> tuple[Path, Path | None]:
     if scratch is None:
         folder = Path(tempfile.mkdtemp(prefix="celery-course-beat-"))
         return folder / "celerybeat-schedule", folder
-    n = 1
-    while any(scratch.glob(f"celerybeat-schedule{'' if n == 1 else f'-{n}'}*")):
-        n += 1
-    return scratch / f"celerybeat-schedule{'' if n == 1 else f'-{n}'}", None
+    names = ("celerybeat-schedule" + ("" if n == 1 else f"-{n}") for n in itertools.count(1))
+    return scratch / next(name for name in names if not any(scratch.glob(name + "*"))), None
 
 
 def start_beat(app: str, *, broker=None, cwd: str | os.PathLike | None = None,

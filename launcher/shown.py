@@ -43,10 +43,6 @@ SETTING_PREFIXES = ("CELERY_", "FLOWER_", "DJANGO_", "DATABASE_", "REPORT_", "EM
                     "COURSE_ADMIN_")
 #: Set for every process of a session so that it can be found and stopped; not a setting.
 PLUMBING = frozenset({"CELERY_COURSE_SESSION", "PYTHONUNBUFFERED", "TMPDIR"})
-#: Settings only a Django process reads: a plain Celery app's process never gets them.
-DJANGO_ONLY = frozenset({"DATABASE_URL", "DEBUG", "SECRET_KEY", "MEDIA_ROOT", "STATIC_ROOT", "TIME_ZONE",
-                         "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "DEFAULT_FROM_EMAIL", "BEHIND_TLS_PROXY"})
-DJANGO_ONLY_PREFIXES = ("DJANGO_", "DATABASE_", "REPORT_", "EMAIL_", "SECURE_", "SECRET_", "COURSE_ADMIN_")
 
 
 #: The order settings are shown in (then alphabetical): the same command whatever order
@@ -68,10 +64,6 @@ def is_setting(name: str) -> bool:
     return name not in PLUMBING and (name in SETTING_NAMES or name.startswith(SETTING_PREFIXES))
 
 
-def is_django_setting(name: str) -> bool:
-    return name in DJANGO_ONLY or name.startswith(DJANGO_ONLY_PREFIXES)
-
-
 def without_settings(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` with every setting removed: what a learner's fresh terminal has."""
     return {k: v for k, v in env.items() if not is_setting(k)}
@@ -82,13 +74,14 @@ def without_settings(env: Mapping[str, str]) -> dict[str, str]:
 KERNEL_ONLY = frozenset({"DJANGO_ALLOW_ASYNC_UNSAFE"})
 
 
-def settings_of(env: Mapping[str, str], *, django: bool) -> dict[str, str]:
-    """The settings in ``env`` a process gets: all of them for a Django process
-    (but the local user's, which only ``manage.py create_course_admin`` reads, and
-    KERNEL_ONLY), none of Django's for a plain Celery app."""
+def inherited_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The settings of ``env`` (a chapter's kernel) that a Django process of the course
+    gets: not the local user's (only ``manage.py create_course_admin`` reads them), not
+    KERNEL_ONLY, and no CELERY_* or FLOWER_* (the launcher gives those explicitly:
+    a learner's shell must not silently change what the course starts)."""
     return {k: v for k, v in env.items()
-            if is_setting(k) and k not in KERNEL_ONLY and not k.startswith("COURSE_ADMIN_")
-            and (django or not is_django_setting(k))}
+            if is_setting(k) and k not in KERNEL_ONLY
+            and not k.startswith(("COURSE_ADMIN_", "CELERY_", "FLOWER_"))}
 
 
 # --- paths -------------------------------------------------------------------------------
@@ -171,8 +164,7 @@ def shown_value(name: str, value: str, cwd: str | os.PathLike = REPO_ROOT) -> st
     files = _secret_files(cwd)
     if value in files:
         return files[value]
-    if name in ("FLOWER_BASIC_AUTH", "SECRET_KEY", "COURSE_ADMIN_PASSWORD", "REDIS_PASSWORD",
-                "DATABASE_PASSWORD") or "PASSWORD" in name or "SECRET" in name:
+    if name == "FLOWER_BASIC_AUTH" or "PASSWORD" in name or "SECRET" in name:
         return f'"${name}"'  # the learner's own variable: where it came from
     masked = _mask_url_password(value)
     if masked != value:
