@@ -113,11 +113,6 @@ CASES = {
         "due right after a run: False | check again in DURATION",
         "the schedule: every 29.6 s",
     ),
-    "beat-gaps": (
-        "sends: at least 4 | gaps: shortest 1.00 s, longest 1.01 s",
-        "sends: at least 4 | gaps: shortest DURATION, longest DURATION",
-        "no gap shorter than 0.9 s: True",
-    ),
     "flower-runtimes": (
         "demo_tasks.tasks.add        (1, 1)  SUCCESS  0.04 s   2",
         "demo_tasks.tasks.add        (1, 1)  SUCCESS  DURATION   2",
@@ -127,16 +122,6 @@ CASES = {
         "delay() 返回用了 0.8 毫秒",
         "delay() 返回用了 DURATION",
         "依次直接调用需要约 2 秒",
-    ),
-    "medians-zh": (
-        "没有自己的队列    中位数 1234.5 毫秒",
-        "没有自己的队列    中位数 DURATION",
-        "中位数是第 3 个",
-    ),
-    "speedups-zh": (
-        "group，-c 2    用时 1.10 秒    加速比 1.9 倍",
-        "group，-c 2    用时 DURATION    加速比 RATIO",
-        "8 块，每块约 2 倍大",
     ),
     "cpu-cores-zh": (
         "核数: 8",
