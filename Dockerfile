@@ -33,8 +33,12 @@ RUN pip install -r requirements.txt
 # on sys.path, so `django_demo` (the settings package) and `reports` import
 # from anywhere and the templates and migrations stay where they are.
 COPY pyproject.toml ./
+# Every package pyproject.toml lists (setuptools refuses an editable install that misses one).
 COPY demo_tasks ./demo_tasks
+COPY instruments ./instruments
 COPY launcher ./launcher
+COPY selfcheck ./selfcheck
+COPY services ./services
 COPY django_demo ./django_demo
 RUN pip install --no-deps -e . \
     && python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'django_demo.pth').write_text('/app/django_demo\n')" \

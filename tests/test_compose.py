@@ -536,11 +536,26 @@ def test_dockerfile_installs_the_pins_and_runs_as_non_root():
         "secrets are never copied into the image (and compose/ belongs to the other containers)"
 
 
+def editable_packages() -> list[str]:
+    """[tool.setuptools] packages of pyproject.toml (tomllib is not in Python 3.10)."""
+    found = re.search(r"^packages = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(), re.MULTILINE | re.DOTALL)
+    return re.findall(r'"([\w.]+)"', found[1])
+
+
 def test_dockerignore_keeps_secrets_and_local_state_out():
     patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
     assert "*" in patterns or {".env", ".secrets", ".venv", ".git"} <= set(patterns)
     assert not any(p.startswith("!") and (".env" in p or ".secrets" in p) for p in patterns), \
         "secrets must stay out of the image"
-    for needed in ("requirements.txt", "pyproject.toml", "django_demo/"):
+    packages = editable_packages()
+    for needed in ("requirements.txt", "pyproject.toml", "django_demo/", *(f"{p}/" for p in packages)):
         assert "*" not in patterns or f"!{needed}" in patterns, f"the build needs {needed}"
+
+
+def test_the_image_copies_every_package_its_editable_install_lists():
+    """`pip install -e .` in the Dockerfile fails ("package directory 'X' does not exist")
+    for a package of pyproject.toml that the image does not have."""
+    packages = editable_packages()
+    copied = {line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")}
+    assert set(packages) <= copied, f"COPY these into the image: {sorted(set(packages) - copied)}"
