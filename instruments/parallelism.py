@@ -307,9 +307,10 @@ def checks(rows: Sequence[Row]) -> list[tuple[str, bool]]:
     found = []
     c1, threads = _row(rows, "CPU", "c1"), _row(rows, "CPU", "threads")
     if c1:
-        found.append(("CPU 密集，1 个 worker 进程：同一时刻最多只用了 1 个核，和串行一样", at_most_one_core(c1)))
+        found.append(("CPU 密集，1 个 worker 进程：平均同时在用的核不超过 1 个（CPU 时间不超过用时）",
+                      at_most_one_core(c1)))
     if threads:
-        found.append(("CPU 密集，线程池（--pool=threads）：同一时刻最多只用了 1 个核（GIL）",
+        found.append(("CPU 密集，线程池（--pool=threads）：平均同时在用的核不超过 1 个（GIL）",
                       at_most_one_core(threads)))
     serial, threads = _row(rows, "I/O", "serial"), _row(rows, "I/O", "threads")
     if serial and threads:

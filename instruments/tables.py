@@ -22,6 +22,7 @@ only the table's shape, so it never holds a measured figure.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -36,17 +37,23 @@ class Measured:
         return self.text
 
 
-#: Text cells: left-aligned (JupyterLab right-aligns table cells), wrapping anywhere (a long
-#: dotted name must not push the table wider than the notebook), never narrower than a
+#: Text cells: left-aligned (JupyterLab right-aligns table cells), wrapping (a long dotted
+#: name must not push the table wider than the notebook), never narrower than a
 #: two-character Chinese header.
-_TEXT = 'style="text-align:left; white-space:normal; overflow-wrap:anywhere; min-width:3em"'
+_TEXT = 'style="text-align:left; white-space:normal; min-width:3em"'
+
+
+#: A dot inside a dotted name (not a decimal point).
+_NAME_DOT = re.compile(r"\.(?=[A-Za-z_])")
 
 
 def _cell(value: object, tag: str = "td") -> str:
     if isinstance(value, Measured):
         # Exactly the shape of the sanitize rule [measured-cells]; a figure and its unit stay on one line.
         return f'<td class="measured">{html.escape(value.text).replace(" ", "&nbsp;")}</td>'
-    return f"<{tag} {_TEXT}>{html.escape(str(value))}</{tag}>"
+    # <wbr> after each dot of a name: a long dotted name (kombu.exceptions.EncodeError) may break there, and
+    # only there (an overflow-wrap style would break it mid-word, and JupyterLab's sanitizer drops it).
+    return f"<{tag} {_TEXT}>{_NAME_DOT.sub('.<wbr>', html.escape(str(value)))}</{tag}>"
 
 
 def _markdown(value: object) -> str:

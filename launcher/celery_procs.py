@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from .broker import broker_url_of, check_broker
 from .paths import REPO_ROOT
 from .procs import Proc
-from .shown import inherited_settings, without_settings
+from .shown import APP_SETTINGS, inherited_settings, without_settings
 
 #: Flags that make a worker ready in under a second (0.3 s idle, about 0.7 s under
 #: load) instead of about 1.3 s: no waiting for neighbours (mingle), no gossip or
@@ -32,13 +32,15 @@ def celery_settings(app: str, broker_url: str, extra: Mapping[str, str] | None =
     """The settings a Celery program of ``app`` gets (launcher.shown): REDIS_URL,
     which the apps read for their broker and results; for the Django project
     also the Django settings of this process's environment (DATABASE_URL,
-    MEDIA_ROOT, DEBUG, SECRET_KEY, ... as the chapter set them); then ``extra``.
+    MEDIA_ROOT, DEBUG, SECRET_KEY, ... as the chapter set them); the apps' own
+    settings the kernel has (APP_SETTINGS); then ``extra``.
 
     Nothing else: DJANGO_SETTINGS_MODULE only when asked for in ``extra`` (Celery
     installs its Django fix-up whenever it is set, which a worker of a plain app
     must not do just because a test process set it); no CELERY_* or FLOWER_*
     from a learner's shell, which would silently change what the course starts."""
     inherited = inherited_settings(os.environ) if is_django_app(app, extra) else {}
+    inherited.update({k: os.environ[k] for k in APP_SETTINGS if k in os.environ})
     return {**{k: v for k, v in inherited.items() if not k.startswith("DJANGO_")},
             "REDIS_URL": broker_url, **(extra or {})}
 

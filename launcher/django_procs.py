@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .broker import broker_url_of, check_broker, free_port
-from .celery_procs import celery_settings
+from .celery_procs import celery_settings, is_django_app
 from .credentials import local_django_env
 from .paths import DJANGO_DIR, REPO_ROOT
 from .procs import Proc, ProcessError, http_answers
@@ -125,14 +125,18 @@ def start_beat(app: str, *, broker=None, cwd: str | os.PathLike | None = None,
     """Start ``celery -A APP beat`` and wait until it logs ``beat: Starting...``.
 
     ``scheduler=None`` keeps the app's own setting (django_demo's settings name
-    django-celery-beat's DatabaseScheduler). The default file scheduler's
-    ``celerybeat-schedule`` goes to the chapter's scratch folder (or a temporary
-    one outside a chapter), never the repository's own files."""
+    django-celery-beat's DatabaseScheduler). Only the default file scheduler gets a
+    ``--schedule``: its ``celerybeat-schedule`` goes to the chapter's scratch folder
+    (or a temporary one outside a chapter), never the repository's own files."""
     url = broker_url_of(broker)
     check_broker(url)
-    schedule, schedule_dir = _schedule_file()
-    args = ["-A", app, "beat", f"--loglevel={loglevel}",
-            f"--schedule={relative_value(str(schedule), cwd or REPO_ROOT)}"]
+    args = ["-A", app, "beat", f"--loglevel={loglevel}"]
+    schedule_dir = None
+    # django-celery-beat's scheduler (named, or the Django project's own setting) keeps it in the database.
+    in_database = scheduler.endswith("DatabaseScheduler") if scheduler else is_django_app(app, env)
+    if not in_database:
+        schedule, schedule_dir = _schedule_file()
+        args.append(f"--schedule={relative_value(str(schedule), cwd or REPO_ROOT)}")
     if scheduler:
         args += ["--scheduler", scheduler]
     try:

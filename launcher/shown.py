@@ -38,7 +38,11 @@ SETTING_NAMES = frozenset({
     "REDIS_URL", "REDIS_PASSWORD", "DATABASE_URL", "DEBUG", "SECRET_KEY", "MEDIA_ROOT", "STATIC_ROOT",
     "TIME_ZONE", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "DEFAULT_FROM_EMAIL", "BEHIND_TLS_PROXY",
     "PYTHONPATH",  # where imports come from: a worker started in the wrong place (chapter 05)
+    "JIEBA_CACHE_DIR",  # demo_tasks.wordcount's dictionary cache (chapter 08)
 })
+#: Settings the chapters' plain apps read beside REDIS_URL: a Celery program gets them
+#: from the kernel that starts it, as a Django process gets Django's.
+APP_SETTINGS = frozenset({"JIEBA_CACHE_DIR"})
 SETTING_PREFIXES = ("CELERY_", "FLOWER_", "DJANGO_", "DATABASE_", "REPORT_", "EMAIL_", "SECURE_", "SECRET_",
                     "COURSE_ADMIN_")
 #: Set for every process of a session so that it can be found and stopped; not a setting.
@@ -198,6 +202,6 @@ def shell_command(argv: Sequence[str], *, cwd: str | os.PathLike | None = None,
     separator = " " if len(assignments) <= 2 else " \\\n"
     line = separator.join([*assignments, words])
     place = repo_relative(cwd)
-    if place != ".":
-        line = f"cd {shlex.quote(place)}\n{line}"
+    if place != ".":  # one command: copied from its first line or not at all, and a failed cd stops it
+        line = f"cd {shlex.quote(place)} && \\\n{line}"
     return line

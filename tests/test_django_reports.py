@@ -620,6 +620,15 @@ def test_a_missing_secret_file_says_which(tmp_path):
     assert done.returncode != 0 and f"SECRET_KEY_FILE={tmp_path / 'nope'}: cannot read it" in done.stderr
 
 
+def test_a_sqlite_file_in_a_folder_that_is_gone_is_refused_at_start(tmp_path):
+    """A command printed by a chapter, pasted after its kernel stopped: its .scratch folder is gone."""
+    gone = tmp_path / "chapter05-gone" / "db.sqlite3"
+    done = manage("check", tmp_path=tmp_path, DEBUG="true", DATABASE_URL=f"sqlite:///{gone}")
+    assert done.returncode != 0
+    assert f"DATABASE_URL names the SQLite file {gone}, whose folder does not exist" in done.stderr
+    assert manage("check", tmp_path=tmp_path, DEBUG="true").returncode == 0  # its folder exists: fine
+
+
 def test_migrations_are_up_to_date(tmp_path):
     done = manage("makemigrations", "--check", "--dry-run", tmp_path=tmp_path, DEBUG="true")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -128,6 +128,25 @@ def test_the_shown_command_names_every_setting_and_hides_secrets(chapter):
         plain.cleanup()
 
 
+def test_an_apps_own_setting_from_the_kernel_is_given_and_shown(chapter, tmp_path, monkeypatch):
+    """Chapter 08's kernel sets JIEBA_CACHE_DIR for its worker: the command says so."""
+    cache = chapter["scratch"] / "jieba"
+    monkeypatch.setenv("JIEBA_CACHE_DIR", str(cache))
+    worker = launcher.start_worker("demo_tasks.tasks", broker=chapter["url"], fast=True, name="jieba")
+    try:
+        assert f"JIEBA_CACHE_DIR={repo_relative(cache)} " in worker.display
+    finally:
+        worker.cleanup()
+
+
+def test_a_database_scheduler_gets_no_schedule_file(chapter):
+    beat = launcher.start_beat("django_demo", broker=chapter["url"])
+    try:
+        assert "--schedule" not in beat.display and "DATABASE_URL=" in beat.display
+    finally:
+        beat.cleanup()
+
+
 def test_a_secret_from_the_learners_own_variable_is_shown_as_that_variable():
     shown = shell_command([sys.executable, "-m", "celery", "-A", "x", "flower"],
                           settings={"FLOWER_BASIC_AUTH": "me:not-a-generated-password",
@@ -140,7 +159,8 @@ def test_a_secret_from_the_learners_own_variable_is_shown_as_that_variable():
 def test_a_process_outside_the_repository_root_is_shown_with_its_cd(chapter):
     shown = shell_command([sys.executable, "manage.py", "check"], cwd=DJANGO_DIR,
                           settings={"SECRET_KEY": os.environ["SECRET_KEY"]})
-    assert shown == 'cd django_demo\nSECRET_KEY="$(cat ../.secrets/django-secret-key)" python manage.py check'
+    # One command: a learner copying from its second line, or a cd that fails, does not run it elsewhere.
+    assert shown == 'cd django_demo && \\\nSECRET_KEY="$(cat ../.secrets/django-secret-key)" python manage.py check'
 
 
 @pytest.mark.parametrize("app", ["demo_tasks.tasks", "django_demo"])

@@ -64,8 +64,14 @@ def test_cell_text_is_escaped_and_only_a_measured_cell_has_the_measured_shape():
 def test_text_is_left_aligned_and_may_wrap_but_a_figure_stays_with_its_unit():
     html = timings(0.97, 0.26)._repr_html_()
     assert html.count("text-align:left") == 3 + 2 + 1  # headers, the two text cells, the caption
-    assert html.count("overflow-wrap:anywhere") == 6
+    assert html.count("white-space:normal") == 6
     assert '<td class="measured">0.97&nbsp;秒</td>' in html
+
+
+def test_a_dotted_name_may_break_only_after_its_dots():
+    html = Table(["异常"], [["kombu.exceptions.EncodeError"]])._repr_html_()
+    assert "kombu.<wbr>exceptions.<wbr>EncodeError</td>" in html
+    assert "overflow-wrap" not in html  # it breaks words anywhere (and JupyterLab drops it)
 
 
 def test_a_terminal_gets_one_markdown_row_a_line():

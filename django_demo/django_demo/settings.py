@@ -144,6 +144,14 @@ if _database_password := env_secret("DATABASE_PASSWORD"):
     DATABASES["default"]["PASSWORD"] = _database_password
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite creates the file but not its folder: a missing folder would fail only at the
+    # first query ("unable to open database file"), in every task of a worker. Say so now.
+    _sqlite_file = str(DATABASES["default"]["NAME"])
+    if _sqlite_file != ":memory:" and not Path(_sqlite_file).resolve().parent.is_dir():
+        raise ImproperlyConfigured(
+            f"DATABASE_URL names the SQLite file {_sqlite_file}, whose folder does not exist. A chapter's "
+            "folder (.scratch/chapterNN-...) is removed when its kernel stops: run the chapter's preparation "
+            "cell again and use the command it prints.")
     # The web process and the worker write to the same file at the same time.
     # Django's defaults (rollback journal, DEFERRED transactions) then end in
     # "database is locked". The fix (Django 5.1+, see
