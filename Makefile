@@ -15,7 +15,7 @@ NB ?= 01
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test browser lab test test-notebook lint notebooks pictures compose-secrets clean
+.PHONY: help install install-test browser lab test test-notebook timings lint notebooks pictures compose-secrets clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ test: install-test browser ## Run every test in parallel: unit, real processes, 
 
 test-notebook: install-test ## Run one chapter's notebook strictly, e.g. `make test-notebook NB=03`
 	$(BIN)/python -m pytest -n 0 notebooks/$(NB)_*.ipynb $(PYTEST_ARGS)
+
+timings: install-test ## Print the measured timings: each chapter's Run All under make lab, the suite's budget per chapter
+	$(BIN)/python -m tests.timings
 
 lint: install-test ## Lint the code and the notebooks (ruff, configured in pyproject.toml)
 	$(BIN)/ruff check .

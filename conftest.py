@@ -2,6 +2,13 @@
 
 Tests never use port 6379 or the learner's REDIS_URL: every broker is an
 embedded Valkey on a free loopback port, stopped when its user is done.
+
+Tests start from a cleared environment and a secrets folder of their own: what
+a developer's shell has set (FLOWER_BASIC_AUTH, COURSE_ADMIN_*, REDIS_URL,
+DEBUG, ...) and the passwords in their ``.secrets/`` never change what a test
+sees, and the tests never read or write that folder. (A notebook's kernel is a
+learner's: it uses the learner's ``.secrets/``, whose path the chapters print;
+launcher/credentials.py says why.)
 """
 
 from __future__ import annotations
@@ -12,11 +19,13 @@ import tempfile
 
 import pytest
 
-from tests.notebook_env import notebook_environment
+from launcher.credentials import SECRETS_VARIABLE
+from tests.notebook_env import clear_developer_settings, notebook_environment
 
-# A learner's settings must not leak into the tests (they would share its queues or database).
-for _name in ("REDIS_URL", "DATABASE_URL", "MEDIA_ROOT", "DJANGO_SETTINGS_MODULE"):
-    os.environ.pop(_name, None)
+# A developer's settings must not leak into the tests (they would share a learner's
+# queues or database, or change a password, a setting or a shown command): the list,
+# and why each is on it, is in tests/notebook_env.py (DEVELOPER_NAMES, DEVELOPER_PREFIXES).
+clear_developer_settings()
 
 # Everything a test run writes to the temporary directory goes into a folder of its
 # own (each pytest-xdist worker makes one inside the controller's), removed when the
@@ -24,6 +33,13 @@ for _name in ("REDIS_URL", "DATABASE_URL", "MEDIA_ROOT", "DJANGO_SETTINGS_MODULE
 _RUN_TMP = tempfile.mkdtemp(prefix="celery-course-tests-")
 os.environ["TMPDIR"] = _RUN_TMP
 tempfile.tempdir = None  # re-read TMPDIR
+# The controller's run folder, which every pytest-xdist worker inherits: where the
+# run's one `make lab` keeps its state (tests/learner_mode.py).
+os.environ.setdefault("PYTEST_COURSE_RUN_DIR", _RUN_TMP)
+
+# The run's own passwords (launcher.credentials), never the developer's .secrets/.
+# A notebook's kernel is a learner's and uses the learner's .secrets/ (tests/notebook_env.py).
+os.environ[SECRETS_VARIABLE] = os.path.join(_RUN_TMP, "secrets")
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -39,9 +55,11 @@ def pytest_xdist_auto_num_workers(config):
 #: Files that take longest start first, so that pytest-xdist's workers end together
 #: (with --dist loadfile and --no-loadscope-reorder, files are handed out in the order
 #: they were collected; without that flag xdist hands out the files with most tests first).
-LONGEST_FIRST = ("test_learner_mode.py", "test_commands.py", "07_retries_and_errors.ipynb", "08_workflows.ipynb",
+LONGEST_FIRST = ("test_learner_05.py", "test_learner_07.py", "test_learner_08.py", "test_learner_04.py",
+                 "test_learner_06.py", "test_commands.py", "07_retries_and_errors.ipynb", "08_workflows.ipynb",
                  "04_flower.ipynb", "test_bad_inputs.py", "05_django_integration.ipynb", "test_retries.py",
-                 "06_periodic_tasks.ipynb", "test_workflows.py", "test_lab_pictures.py")
+                 "test_learner_03.py", "06_periodic_tasks.ipynb", "test_workflows.py", "test_learner_01.py",
+                 "test_lab_pictures.py", "test_owner.py", "test_own_project_06.py", "test_own_project_05.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

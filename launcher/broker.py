@@ -6,6 +6,10 @@ Rules (README, "Broker"):
   Valkey there (so the article's ``redis://127.0.0.1`` works); 6379 already
   answers PING -> reuse it; 6379 taken by something else -> stop with advice.
 - Tests always start their own server on a free port (``start_embedded()``).
+- The shared broker (``make lab``'s, or the one REDIS_URL names) has all its
+  16 databases taken: 0 the article's (and a learner's terminal worker), 1-15
+  chapters 01-15 (launcher.prepare_chapter). Whatever else needs a broker, and
+  whatever would change one, starts a broker of its own: ``start_embedded()``.
 
 Every conversation with a broker goes through redis-py, so passwords, ACL
 users (``redis://user:password@host:port/0``), URL-encoded credentials and
@@ -175,8 +179,27 @@ class Broker:
 
 def start_embedded(port: int | None = None, *, password: str | None = None,
                    extra_args: tuple[str, ...] = (), timeout: float = 10.0) -> Broker:
-    """Start the embedded Valkey on 127.0.0.1 (a free port unless one is given).
-    ``password`` turns on ``requirepass`` (the URL then carries it)."""
+    """A broker of your own: a new embedded Valkey on 127.0.0.1, on a free port
+    unless one is given; ``.stop()`` stops it (so do stop_all() and the end of
+    the process). ``password`` turns on ``requirepass`` (the URL then carries it);
+    ``extra_args`` are more valkey-server options (``--aclfile FILE``; a later
+    option wins over an earlier one).
+
+    The rule: nothing stops the shared broker -- ``make lab``'s, or the one
+    REDIS_URL names -- but ``make lab`` itself, and nothing restarts it, puts it
+    behind a proxy, gives it a password or an ACL, makes it persist or empties it
+    whole (FLUSHALL); and its 16 databases are taken (0 the article's, 1-15
+    chapters 01-15). So anything outside chapters 01-15 (troubleshooting, the
+    labs, the capstone, the bench's peers, the tests), and any scenario of a
+    chapter that does one of those things to a broker, calls this and works on
+    the server it returns: its own process, port and data, so nothing it does
+    reaches another server (tests/test_broker.py).
+
+    No persistence by default (``--save ""``, ``--appendonly no``): nothing is
+    written to disk, and its working directory is a temporary folder of its own,
+    removed when it stops. To show persistence across a restart, give it a folder
+    that outlives it and start it again on the same port:
+    ``start_embedded(port, extra_args=("--appendonly", "yes", "--dir", str(folder)))``."""
     port = port or free_port()
     argv = [str(valkey_binary()), "--bind", "127.0.0.1", "--port", str(port),
             # No persistence: nothing is written to disk, nothing left in the repo.

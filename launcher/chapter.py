@@ -12,7 +12,9 @@ chapter's database is emptied when the chapter starts, so what a learner sees
 matches the committed outputs.
 
 Running the preparation again (or Run All twice) first stops what this kernel
-started before, so nothing runs twice. What the chapter starts keeps running
+started before, so nothing runs twice. Preparing a chapter that another kernel
+prepared takes it over (launcher.owner): what that kernel started for the
+chapter is stopped, and its next cell says that the chapter moved. What the chapter starts keeps running
 until the kernel is shut down or restarted, or ``launcher.stop_all()`` is called.
 """
 
@@ -27,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .broker import Broker, ensure_broker
 from .credentials import local_django_env
 from .django_procs import manage
+from .owner import record_owner, take_over
 from .procs import on_stop, stop_all
 from .scratch import make_scratch, remove_scratch
 
@@ -49,7 +52,12 @@ class Chapter:
 def chapter_url(url: str, number: int) -> str:
     """``url`` with its database number replaced by the chapter's."""
     if not 1 <= number < DATABASES:
-        raise ValueError(f"chapter numbers go from 1 to {DATABASES - 1} (one Redis database each), not {number}")
+        raise ValueError(
+            f"chapter numbers go from 1 to {DATABASES - 1} (one database each of the shared broker, whose "
+            f"{DATABASES} databases are taken: 0 the article's, 1-{DATABASES - 1} the chapters'), not {number}. "
+            "Anything else that needs a broker, or that stops, restarts, proxies, password-protects, persists "
+            "or empties one, starts a broker of its own: broker = launcher.start_embedded() (a new Valkey on "
+            "a free port; broker.stop() when done).")
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{number}"))
 
@@ -65,8 +73,12 @@ def prepare_chapter(number: int, *, django: bool = False) -> Chapter:
     # (a broker this kernel started keeps running: REDIS_URL names it).
     stop_all(brokers=False)
     shared = ensure_broker()
-    broker = Broker(chapter_url(shared.url, number), shared.source, shared.proc)
+    # Without the server's process: stopping the chapter's broker must never stop the shared
+    # server (stop_all() stops it if this kernel started it).
+    broker = Broker(chapter_url(shared.url, number), shared.source)
+    take_over(number, broker.url)
     broker.flush()
+    record_owner(number, broker.url)
     scratch = make_scratch(f"chapter{number:02d}-")
     on_stop(lambda: remove_scratch(scratch))
     env = {"REDIS_URL": broker.url}

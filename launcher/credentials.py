@@ -14,6 +14,33 @@ once at start-up, the way Jupyter prints its token.
 The environment wins over the files: ``FLOWER_BASIC_AUTH=user:password``,
 ``COURSE_ADMIN_USER`` / ``COURSE_ADMIN_PASSWORD``; ``COURSE_SECRETS_DIR``
 moves the folder.
+
+Whose folder: the learner's, or a test run's
+--------------------------------------------
+A learner's programs -- `make lab`, a chapter's kernel, a command pasted into a
+terminal at the repository's root -- use the repository's ``.secrets/``
+(LEARNER_DIR). The chapters print that path and show commands that read it
+(``FLOWER_BASIC_AUTH="$(cat .secrets/flower-basic-auth)" ...``, launcher.shown
+renders a secret as the path it is read from, relative to where the command
+runs), so the committed outputs name ``.secrets/``.
+
+A test run has a folder of its own (the root conftest.py sets
+``COURSE_SECRETS_DIR`` to a folder inside the run's temporary folder): the
+tests never read or write a developer's ``.secrets/``, and a developer's
+passwords (or a file they edited by hand) never change what a test sees.
+A command shown in a test's own process names that folder by its absolute path,
+so it still works when pasted into a terminal (tests/test_shown_commands.py).
+
+One exception, on purpose: a notebook's kernel under test (nbval, `make
+notebooks`, the learner-mode run of `make lab`; tests/notebook_env.py and
+tests/helpers.py ``start_lab``) is a learner's kernel and uses the learner's
+``.secrets/``. Its outputs are compared with the committed ones, which say
+``.secrets/...`` because that is where a learner's passwords are; a kernel
+given the test run's folder would print a temporary path instead, and no
+rendering of another folder as ``.secrets/`` could stay true for a command
+pasted at the repository's root. A kernel's passwords are the course's own
+files there (no developer's variable reaches it: the tests clear them,
+tests/notebook_env.py), and no chapter prints their values.
 """
 
 from __future__ import annotations
@@ -32,10 +59,16 @@ FLOWER_FILE = "flower-basic-auth"
 ADMIN_FILE = "admin-password"
 SECRET_KEY_FILE = "django-secret-key"
 
+#: The variable that moves the folder (a test run sets it to a folder of its own).
+SECRETS_VARIABLE = "COURSE_SECRETS_DIR"
+#: The learner's folder: where the chapters say the passwords are.
+LEARNER_DIR = REPO_ROOT / ".secrets"
+
 
 def secrets_dir() -> Path:
-    """The folder of the generated passwords, created private (0700) if missing."""
-    folder = Path(os.environ.get("COURSE_SECRETS_DIR") or REPO_ROOT / ".secrets")
+    """The folder of the generated passwords (COURSE_SECRETS_DIR, else the learner's
+    ``.secrets/`` in the repository), created private (0700) if missing."""
+    folder = Path(os.environ.get(SECRETS_VARIABLE) or LEARNER_DIR)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     if stat.S_IMODE(folder.stat().st_mode) & 0o077:
         folder.chmod(0o700)  # made by someone else with a looser umask: close it

@@ -55,6 +55,9 @@ COLD_TIMEOUT = 5.0
 STOP_MODES = ("warm", "cold", "kill")
 
 _RUNNING: list[Proc] = []
+#: Variables added to every child's environment: markers that find a process
+#: again later (the chapter owner's token, launcher.owner), never settings.
+MARKERS: dict[str, str] = {}
 #: What stop_all() runs after stopping the processes (see on_stop()).
 _ON_STOP: list[Callable[[], None]] = []
 # Every process started here: their log folders are removed by stop_all() and
@@ -138,6 +141,7 @@ class Proc:
             child_env = without_settings(base)
             child_env["PYTHONUNBUFFERED"] = "1"  # a log file is not a terminal: line by line anyway
             child_env.update({k: relative_value(v, self.cwd) for k, v in settings.items()})
+        child_env.update(MARKERS)
         #: The settings the process really got, in the order given (what ``display`` shows):
         #: every variable given in ``settings``, else those of ``env`` that are settings.
         self.settings = ({k: child_env[k] for k in settings} if settings is not None

@@ -19,7 +19,7 @@ root with ``.venv`` activated, it does the same (tests/test_shown_commands.py).
   a ``cd``; in log lines, ``relative_paths()`` does the same.
 
 Plumbing that does not change behaviour is not shown: PYTHONUNBUFFERED (a log
-file is not a terminal), the session marker, TMPDIR.
+file is not a terminal), the session and owner markers, TMPDIR.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ SETTING_NAMES = frozenset({
 APP_SETTINGS = frozenset({"JIEBA_CACHE_DIR"})
 SETTING_PREFIXES = ("CELERY_", "FLOWER_", "DJANGO_", "DATABASE_", "REPORT_", "EMAIL_", "SECURE_", "SECRET_",
                     "COURSE_ADMIN_")
-#: Set for every process of a session so that it can be found and stopped; not a setting.
-PLUMBING = frozenset({"CELERY_COURSE_SESSION", "PYTHONUNBUFFERED", "TMPDIR"})
+#: Set for every process of a session (or of a chapter's owner, launcher.owner) so that it
+#: can be found and stopped; not a setting.
+PLUMBING = frozenset({"CELERY_COURSE_SESSION", "CELERY_COURSE_OWNER", "PYTHONUNBUFFERED", "TMPDIR"})
 
 
 #: The order settings are shown in (then alphabetical): the same command whatever order

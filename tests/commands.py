@@ -51,14 +51,17 @@ Where and with what
   (``cd``): a scratch copy of the repository (``scratch_copy()``), so whatever a
   command writes (beat's ``celerybeat-schedule``, ``.secrets/...``) never lands
   in the checkout. ``.venv`` in the copy is the repository's own (``make`` there
-  finds it installed and never runs pip).
+  finds it installed and never runs pip); its ``.secrets/`` is a copy of the test
+  run's own folder (launcher.credentials), never of the checkout's.
 - The environment is a learner's terminal beside a running `make lab`: the
   repository's .venv activated (PATH, VIRTUAL_ENV); none of the course's own
-  settings (DEBUG, SECRET_KEY, DJANGO_*, CELERY_*, FLOWER_*, ...), since a
+  settings (DEBUG, SECRET_KEY, DJANGO_*, CELERY_*, FLOWER_*, COURSE_SECRETS_DIR,
+  ...: tests/notebook_env.py's list of a developer's settings), since a
   learner's terminal has none: a block that needs ``DEBUG=true`` must say so;
   PYTHONUNBUFFERED=1 (a terminal shows output line by line); a Django database
   already migrated and a media folder, throwaway ones (DATABASE_URL, MEDIA_ROOT:
-  `make lab` migrates the project's own); the .secrets/ files `make lab` makes.
+  `make lab` migrates the project's own); the .secrets/ files `make lab` makes
+  (in the copy: the block reads them at ``.secrets/``, as the chapters say).
 - The broker: each block gets its own embedded Valkey on a free port, named by
   REDIS_URL (every program of the course reads it; the article's default,
   ``redis://127.0.0.1``, is make lab's broker on 6379).
@@ -95,8 +98,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from launcher.broker import free_port
+from launcher.credentials import LEARNER_DIR, SECRETS_VARIABLE, secrets_dir
 from launcher.paths import NOTEBOOKS_DIR, REPO_ROOT
 from launcher.procs import Proc, ProcessError, group_alive, sweep, wait_for
+from tests.notebook_env import is_developer_setting
 
 #: Fence languages whose blocks are commands.
 LANGUAGES = ("shell", "bash", "sh", "console")
@@ -385,11 +390,6 @@ def rewrite(text: str, *, broker_port: int, port: Callable[[], int] = free_port)
 _NOT_COPIED = shutil.ignore_patterns(
     ".git", ".venv", ".secrets", ".scratch", "__pycache__", ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints",
     "*.egg-info", "build", "db.sqlite3*", "media", "staticfiles", "*.rdb", "*.aof", "celerybeat-schedule*")
-#: The course's own settings, and the learner's: not in a fresh terminal.
-_CLEARED = {"REDIS_URL", "DATABASE_URL", "MEDIA_ROOT", "STATIC_ROOT", "DEBUG", "SECRET_KEY", "SECRET_KEY_FILE",
-            "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "REDIS_PASSWORD_FILE", "DATABASE_PASSWORD_FILE",
-            "TIME_ZONE", "VIRTUAL_ENV", "BEHIND_TLS_PROXY"}
-_CLEARED_PREFIXES = ("DJANGO_", "CELERY_", "FLOWER_", "COURSE_", "REPORT_", "SECURE_", "LAB_", "JUPYTER")
 
 
 #: The Makefile's stamps: `make` in a scratch copy finds them new, and never installs.
@@ -397,9 +397,10 @@ MAKE_STAMPS = (".installed-course", ".installed-test")
 
 
 def scratch_copy(folder: Path) -> Path:
-    """A copy of the repository in ``folder``/repo, with the repository's .venv and
-    a copy of its .secrets/. The copy's .venv links every entry of the real one
-    but has new stamps of its own: a `make lab` in the copy never runs pip (which
+    """A copy of the repository in ``folder``/repo, with the repository's .venv and,
+    as its .secrets/, a copy of the test run's own secrets folder (never the
+    checkout's: launcher.credentials). The copy's .venv links every entry of the real
+    one but has new stamps of its own: a `make lab` in the copy never runs pip (which
     would point the real .venv's editable install at the copy)."""
     root = folder / "repo"
     shutil.copytree(REPO_ROOT, root, ignore=_NOT_COPIED, symlinks=True)
@@ -410,14 +411,17 @@ def scratch_copy(folder: Path) -> Path:
             (venv / entry.name).symlink_to(entry)
     for stamp in MAKE_STAMPS:
         (venv / stamp).touch()
-    if (REPO_ROOT / ".secrets").is_dir():
-        shutil.copytree(REPO_ROOT / ".secrets", root / ".secrets")
+    named = Path(os.path.abspath(os.environ.get(SECRETS_VARIABLE) or LEARNER_DIR))
+    if named == LEARNER_DIR:  # by name: nothing of the checkout's folder is touched, not even a stat
+        raise RuntimeError(f"{named} is the checkout's own .secrets/: the tests use a folder of their own "
+                           f"({SECRETS_VARIABLE}, set by the root conftest.py)")
+    shutil.copytree(secrets_dir(), root / ".secrets")
     return root
 
 
 def terminal_env(folder: Path, broker_url: str) -> dict[str, str]:
     """A learner's terminal beside `make lab` (see the module's docstring)."""
-    env = {k: v for k, v in os.environ.items() if k not in _CLEARED and not k.startswith(_CLEARED_PREFIXES)}
+    env = {k: v for k, v in os.environ.items() if not is_developer_setting(k) and k != "VIRTUAL_ENV"}
     venv_bin = Path(sys.executable).parent
     env.update({
         "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",

@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from tests.nbedit import editing
 from tests.notebook_env import notebook_environment
 
 
@@ -24,8 +25,20 @@ def execute(path: Path) -> float:
     with notebook_environment():
         NotebookClient(nb, timeout=300, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()
-    nbformat.write(nb, path)
+    _save_outputs(nb, path)
     return time.perf_counter() - started
+
+
+def _save_outputs(executed: nbformat.NotebookNode, path: Path) -> None:
+    """Put the outputs into the notebook as it is on disk now: prose changed while
+    it ran is kept; a changed code cell makes the run stale (run it again)."""
+    with editing(path) as nb:
+        ran = [c for c in executed.cells if c.cell_type == "code"]
+        now = [c for c in nb.cells if c.cell_type == "code"]
+        if [c.source for c in ran] != [c.source for c in now]:
+            raise RuntimeError(f"{path}: its code cells changed while it ran; execute it again")
+        for old, new in zip(ran, now, strict=True):
+            new.outputs, new.execution_count = old.outputs, old.execution_count
 
 
 def main(paths: list[str]) -> int:

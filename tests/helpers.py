@@ -177,10 +177,11 @@ class LabSession:
         return self.process.wait(10)
 
 
-def start_lab(folder: Path, timeout: float = 120) -> LabSession:
+def start_lab(folder: Path, timeout: float = 120, *, secrets: Path | None = None) -> LabSession:
     """Start `python -m launcher.lab` (what `make lab` runs) on free ports, with its
     database, temporary files and JupyterLab settings inside ``folder``, and wait
-    until it prints its URL (it prints it once JupyterLab listens)."""
+    until it prints its URL (it prints it once JupyterLab listens). Its kernels use the
+    learner's .secrets/ unless ``secrets`` names another folder."""
     broker_port = launcher.free_port()
     (folder / "tmp").mkdir(parents=True, exist_ok=True)
     session = f"test-lab-{folder.name}"
@@ -198,6 +199,11 @@ def start_lab(folder: Path, timeout: float = 120) -> LabSession:
                JUPYTERLAB_SETTINGS_DIR=str(folder / "lab-settings"),
                JUPYTER_RUNTIME_DIR=str(folder / "jupyter-runtime"))
     env.pop("REDIS_URL", None)
+    # A lab is a learner's: its kernels use the learner's .secrets/, whose path the chapters
+    # print (tests/notebook_env.py), not the test run's own folder.
+    env.pop("COURSE_SECRETS_DIR", None)
+    if secrets is not None:  # test_lab: the lab itself, with the test run's own passwords
+        env["COURSE_SECRETS_DIR"] = str(secrets)
     with open(folder / "lab.log", "w") as log:  # the child writes to its own copy of the file
         process = subprocess.Popen([sys.executable, "-m", "launcher.lab"], stdout=log, stderr=subprocess.STDOUT,
                                    env=env, text=True)

@@ -42,6 +42,39 @@ def _api(lab: LabSession, method: str, path: str, body: dict | None = None) -> d
     return json.loads(text) if text else {}
 
 
+def execute_on(client, source: str, timeout: float = CELL_TIMEOUT) -> list[dict]:
+    """Execute one cell on a kernel client and return its outputs (nbformat output dicts)."""
+    msg_id = client.execute(source, allow_stdin=False, stop_on_error=False)
+    outputs: list[dict] = []
+    while True:
+        msg = client.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "status" and content["execution_state"] == "idle":
+            return outputs
+        if kind == "stream":
+            outputs.append({"output_type": "stream", "name": content["name"], "text": content["text"]})
+        elif kind in ("execute_result", "display_data"):
+            outputs.append({"output_type": kind, "data": content["data"]})
+        elif kind == "error":
+            outputs.append({"output_type": "error", "ename": content["ename"], "evalue": content["evalue"],
+                            "traceback": content["traceback"]})
+
+
+def text_of(outputs: list[dict]) -> str:
+    """What a learner reads in a cell's outputs: streams, plain text and errors, joined."""
+    parts = []
+    for out in outputs:
+        if out["output_type"] == "stream":
+            parts.append(out["text"])
+        elif "text/plain" in out.get("data", {}):
+            parts.append(out["data"]["text/plain"])
+        elif out["output_type"] == "error":
+            parts.append(f"{out['ename']}: {out['evalue']}")
+    return "".join(parts)
+
+
 def _comparable(outputs: list[dict]) -> list[tuple[str, str]]:
     """What nbval compares, sanitized: stream text per stream (merged), text/plain, errors."""
     found: list[list[str]] = []  # [key, text]; a stream's pieces are merged at its first place
@@ -66,6 +99,8 @@ class NotebookKernel:
 
     lab: LabSession
     path: Path
+    #: A second kernel for the same notebook, as a console opened beside it: its session's name.
+    session_path: str | None = None
     kernel_id: str = ""
     client: BlockingKernelClient | None = field(default=None, repr=False)
     #: Every address the last Run All printed (http://127.0.0.1:PORT...), as a learner would open them.
@@ -73,9 +108,12 @@ class NotebookKernel:
 
     def start(self) -> NotebookKernel:
         relative = self.path.relative_to(REPO_ROOT).as_posix()
-        session = _api(self.lab, "POST", "/api/sessions",
-                       {"path": relative, "type": "notebook", "name": self.path.name,
-                        "kernel": {"name": "python3"}})
+        if self.session_path is None:
+            body = {"path": relative, "type": "notebook", "name": self.path.name}
+        else:  # a console in the notebook's folder: the same working directory
+            body = {"path": f"{self.path.parent.name}/{self.session_path}", "type": "console",
+                    "name": self.session_path}
+        session = _api(self.lab, "POST", "/api/sessions", {**body, "kernel": {"name": "python3"}})
         self.kernel_id = session["kernel"]["id"]
         self._connect()
         return self
@@ -141,22 +179,7 @@ class NotebookKernel:
     def execute(self, source: str) -> list[dict]:
         """Execute one cell and return its outputs (as nbformat output dicts)."""
         assert self.client is not None
-        msg_id = self.client.execute(source, allow_stdin=False, stop_on_error=False)
-        outputs: list[dict] = []
-        while True:
-            msg = self.client.get_iopub_msg(timeout=CELL_TIMEOUT)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "status" and content["execution_state"] == "idle":
-                return outputs
-            if kind == "stream":
-                outputs.append({"output_type": "stream", "name": content["name"], "text": content["text"]})
-            elif kind in ("execute_result", "display_data"):
-                outputs.append({"output_type": kind, "data": content["data"]})
-            elif kind == "error":
-                outputs.append({"output_type": "error", "ename": content["ename"], "evalue": content["evalue"],
-                                "traceback": content["traceback"]})
+        return execute_on(self.client, source)
 
     def close(self) -> None:
         if self.client is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+import uuid
 
 import pytest
 
@@ -30,6 +31,48 @@ def test_embedded_broker_writes_nothing_into_the_cwd(tmp_path, monkeypatch):
     b = launcher.start_embedded()
     b.stop()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_broker_of_ones_own_is_a_separate_server(broker):
+    """start_embedded() is "a broker of my own" (launcher/broker.py): another process on
+    another port, and what is done to it -- FLUSHALL, a password, a stop -- reaches no
+    other server (here the test process's shared one, standing for make lab's)."""
+    key = f"shared-{uuid.uuid4().hex}"
+    own = launcher.start_embedded()
+    try:
+        assert own.port != broker.port and own.proc.pid != broker.proc.pid
+        with broker.client(timeout=5) as shared, own.client(timeout=5) as mine:
+            assert mine.info("server")["run_id"] != shared.info("server")["run_id"]
+            shared.set(key, "kept")
+            mine.set(key, "mine")
+            mine.flushall()
+            assert mine.dbsize() == 0
+            assert shared.get(key) == b"kept", "FLUSHALL on one's own broker emptied another"
+            mine.config_set("requirepass", "only-mine")
+            assert shared.ping() and shared.get(key) == b"kept"
+            shared.delete(key)
+        pgid = own.proc.pid
+        own.stop()
+        assert not group_alive(pgid) and broker.ping()
+    finally:
+        own.stop()
+
+
+def test_a_broker_of_ones_own_persists_across_a_restart_when_asked(tmp_path):
+    """What a scenario that restarts a broker with persistence does (docstring of start_embedded())."""
+    persist = ("--appendonly", "yes", "--dir", str(tmp_path))
+    first = launcher.start_embedded(extra_args=persist)
+    try:
+        with first.client(timeout=5) as conn:
+            conn.set("survives", "yes")
+    finally:
+        first.stop()
+    again = launcher.start_embedded(first.port, extra_args=persist)
+    try:
+        with again.client(timeout=5) as conn:
+            assert conn.get("survives") == b"yes"
+    finally:
+        again.stop()
 
 
 def test_ensure_broker_reuses_a_running_server(broker, monkeypatch):

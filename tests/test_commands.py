@@ -5,6 +5,7 @@ harness are in tests/commands.py; `python -m tests.commands` lists the blocks.""
 from __future__ import annotations
 
 import shutil
+import stat
 import uuid
 
 import pytest
@@ -34,7 +35,9 @@ NOT_RUN = [block for block in BLOCKS if _kind(block) == "not-run"]
 @pytest.fixture(scope="module")
 def migrated_database(tmp_path_factory):
     """A Django database migrated once (`make lab` migrates the project's own),
-    copied for each block; and the .secrets/ files `make lab` makes."""
+    copied for each block; and the .secrets/ files `make lab` makes, in the test
+    run's own folder (COURSE_SECRETS_DIR), which each block's copy of the
+    repository gets as its .secrets/."""
     credentials.flower_auth()
     credentials.local_django_env()
     folder = tmp_path_factory.mktemp("django-template")
@@ -85,6 +88,17 @@ def test_command_block_works_as_printed(block, request, tmp_path):
 
 
 # --- the convention itself (no process started) ------------------------------
+
+def test_a_scratch_copy_gets_the_test_runs_passwords_never_the_checkouts(tmp_path, monkeypatch):
+    user, password = credentials.flower_auth()  # the test run's own folder (the root conftest.py)
+    root = commands.scratch_copy(tmp_path / "run")
+    copied = root / ".secrets"
+    assert (copied / "flower-basic-auth").read_text().strip() == f"{user}:{password}"
+    assert stat.S_IMODE(copied.stat().st_mode) == 0o700
+    monkeypatch.delenv(credentials.SECRETS_VARIABLE)
+    with pytest.raises(RuntimeError, match="the tests use a folder of their own"):
+        commands.scratch_copy(tmp_path / "learners")
+
 
 SAMPLE = """\
 Prose with `celery -A x worker` inline: not a block.

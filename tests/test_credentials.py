@@ -4,15 +4,17 @@ installation's generated ones in any committed output."""
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from launcher import credentials
+from launcher import credentials, shown
 from tests.helpers import REPO_ROOT
 
 
@@ -154,11 +156,58 @@ def test_no_tracked_file_outside_the_tests_gives_a_password():
     assert found == []
 
 
-def test_this_installations_passwords_appear_in_no_tracked_file():
-    folder = REPO_ROOT / ".secrets"
-    values = [line.partition(":")[2] if p.name == "flower-basic-auth" else line
-              for p in (folder.iterdir() if folder.is_dir() else []) if not p.name.startswith(".")
-              for line in [p.read_text().strip()] if line]
-    values += [credentials.flower_auth()[1], credentials.admin_auth()[1], credentials.django_secret_key()]
+def test_the_test_runs_passwords_appear_in_no_tracked_file():
+    """The passwords this test run made (its own folder) are in no tracked file. (The
+    learner's .secrets/ is not read here: a developer's own files must not change a
+    verdict. Committed outputs are written by `make notebooks` alone.)"""
+    values = [credentials.flower_auth()[1], credentials.admin_auth()[1], credentials.django_secret_key()]
     leaks = [name for name, text in tracked_texts() for value in values if value and value in text]
     assert leaks == []
+
+
+# --- A folder of the test run's own --------------------------------------------------
+
+def test_the_test_run_uses_a_secrets_folder_of_its_own_outside_the_repository():
+    folder = Path(os.environ[credentials.SECRETS_VARIABLE])
+    assert credentials.secrets_dir() == folder
+    assert not folder.resolve().is_relative_to(REPO_ROOT), folder
+    # Inside the run's temporary folder, removed when the run ends (the root conftest.py).
+    assert folder.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve()), folder
+
+
+def fake_checkout(tmp_path, monkeypatch) -> Path:
+    """A repository root of the test's own, for what the learner's folder looks like."""
+    root = tmp_path / "checkout"
+    (root / "django_demo").mkdir(parents=True)
+    for module in (credentials, shown):
+        monkeypatch.setattr(module, "REPO_ROOT", root)
+    monkeypatch.setattr(credentials, "LEARNER_DIR", root / ".secrets")
+    monkeypatch.delenv(credentials.SECRETS_VARIABLE)
+    return root
+
+
+def test_a_learners_folder_is_shown_as_dot_secrets_relative_to_where_the_command_runs(tmp_path, monkeypatch):
+    """What the chapters show (a kernel uses the learner's folder): the path is relative,
+    so the command works pasted at the repository's root (or after its cd)."""
+    root = fake_checkout(tmp_path, monkeypatch)
+    user, password = credentials.flower_auth()
+    assert (root / ".secrets" / "flower-basic-auth").is_file()
+    flower = shown.shell_command([sys.executable, "-m", "celery", "-A", "x", "flower"], cwd=root,
+                                 settings={"FLOWER_BASIC_AUTH": f"{user}:{password}"})
+    assert flower == 'FLOWER_BASIC_AUTH="$(cat .secrets/flower-basic-auth)" celery -A x flower'
+    key = credentials.django_secret_key()
+    check = shown.shell_command([sys.executable, "manage.py", "check"], cwd=root / "django_demo",
+                                settings={"SECRET_KEY": key})
+    assert check == 'cd django_demo && \\\nSECRET_KEY="$(cat ../.secrets/django-secret-key)" python manage.py check'
+    assert credentials.where(credentials.ADMIN_FILE) == ".secrets/admin-password"
+
+
+def test_a_folder_elsewhere_is_shown_by_its_absolute_path_and_a_terminal_reads_it(secrets_dir, tmp_path):
+    """The test run's folder (or a learner's COURSE_SECRETS_DIR): pasted anywhere, the command reads it."""
+    key = credentials.django_secret_key()
+    shown_command = shown.shell_command(["printenv", "SECRET_KEY"], settings={"SECRET_KEY": key})
+    assert key not in shown_command
+    assert shown_command == f'SECRET_KEY="$(cat {secrets_dir / "django-secret-key"})" printenv SECRET_KEY'
+    done = subprocess.run(["bash", "-c", shown_command], cwd=tmp_path, env={"PATH": os.environ["PATH"]},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == key

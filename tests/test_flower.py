@@ -8,7 +8,7 @@ import requests
 
 import launcher
 from launcher import sanitize
-from launcher.credentials import flower_auth
+from launcher.credentials import FLOWER_FILE, flower_auth, secrets_dir
 from launcher.flower import article_command, command, start_flower
 from launcher.procs import group_alive
 from tests.helpers import returns_within
@@ -61,7 +61,8 @@ def test_starts_ready_on_loopback_with_auth_and_lists_the_worker(flower, events_
     assert flower.auth == flower_auth()
     assert flower.auth[1] not in flower.display  # the password is not shown
     # Shown as where it is read from: the command, pasted into a terminal, does the same.
-    assert 'FLOWER_BASIC_AUTH="$(cat .secrets/flower-basic-auth)" celery -A ' in flower.display
+    # (the test run's own folder, by its path; a learner's reads `.secrets/...`: tests/test_credentials.py)
+    assert f'FLOWER_BASIC_AUTH="$(cat {secrets_dir() / FLOWER_FILE})" celery -A ' in flower.display
     # Not in the process list: Flower read it from FLOWER_BASIC_AUTH.
     assert flower.auth[1] not in command_lines(flower) and "basic-auth" not in command_lines(flower)
     reply = workers(flower)

@@ -35,7 +35,7 @@ from celery import Celery
 
 import launcher
 from launcher.chapter import chapter_url
-from launcher.credentials import admin_auth, flower_auth, local_django_env
+from launcher.credentials import FLOWER_FILE, SECRET_KEY_FILE, admin_auth, flower_auth, local_django_env, secrets_dir
 from launcher.paths import DJANGO_DIR, REPO_ROOT
 from launcher.scratch import make_scratch, remove_scratch
 from launcher.shown import repo_relative, shell_command
@@ -110,11 +110,11 @@ def test_the_shown_command_names_every_setting_and_hides_secrets(chapter):
         for name in ("REDIS_URL", "DATABASE_URL", "MEDIA_ROOT", "DEBUG", "SECRET_KEY"):
             assert f"{name}=" in shown, f"{name} is set for the worker but not shown:\n{shown}"
         assert os.environ["SECRET_KEY"] not in shown
-        assert 'SECRET_KEY="$(cat .secrets/django-secret-key)"' in shown
+        assert f'SECRET_KEY="$(cat {secrets_dir() / SECRET_KEY_FILE})"' in shown  # the test run's own folder
         assert "COURSE_ADMIN_PASSWORD" not in shown  # only create_course_admin reads it
         assert "DJANGO_ALLOW_ASYNC_UNSAFE" not in shown  # the kernel's own (chapter 05), never a server's
         assert f"DATABASE_URL=sqlite:///{repo_relative(chapter['scratch'])}/db.sqlite3" in shown
-        assert str(REPO_ROOT) not in shown and "/tmp/" not in shown
+        assert str(REPO_ROOT) not in shown and "/tmp/" not in shown.replace(str(secrets_dir()), "")
         assert shown.endswith(f"celery -A django_demo worker --loglevel=INFO -n shown@%h --concurrency=2 "
                               f"{' '.join(launcher.FAST_FLAGS)}")
     finally:
@@ -160,7 +160,10 @@ def test_a_process_outside_the_repository_root_is_shown_with_its_cd(chapter):
     shown = shell_command([sys.executable, "manage.py", "check"], cwd=DJANGO_DIR,
                           settings={"SECRET_KEY": os.environ["SECRET_KEY"]})
     # One command: a learner copying from its second line, or a cd that fails, does not run it elsewhere.
-    assert shown == 'cd django_demo && \\\nSECRET_KEY="$(cat ../.secrets/django-secret-key)" python manage.py check'
+    # (The test run's secrets folder is outside the repository, so it is named by its path; a learner's
+    # `.secrets/` reads `../.secrets/...` from django_demo/: tests/test_credentials.py.)
+    key_file = secrets_dir() / SECRET_KEY_FILE
+    assert shown == f'cd django_demo && \\\nSECRET_KEY="$(cat {key_file})" python manage.py check'
 
 
 @pytest.mark.parametrize("app", ["demo_tasks.tasks", "django_demo"])
@@ -192,7 +195,7 @@ def test_shown_flower_command_serves_the_chapters_results_in_a_clean_terminal(ch
                                       fast=True, name="fl")
     shown_flower = shown_then_stopped(launcher.start_flower, "demo_tasks.tasks", broker=chapter["url"])
     password = flower_auth()[1]
-    assert password not in shown_flower and 'FLOWER_BASIC_AUTH="$(cat .secrets/flower-basic-auth)"' in shown_flower
+    assert password not in shown_flower and f'FLOWER_BASIC_AUTH="$(cat {secrets_dir() / FLOWER_FILE})"' in shown_flower
     port = int(shown_flower.rsplit("--port=", 1)[1].split()[0])
     worker = in_terminal("terminal-worker", shown_worker, " ready.")
     flower = clean_shell("terminal-flower", shown_flower)
