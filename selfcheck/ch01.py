@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -68,6 +69,22 @@ class _Sent:
 
     task_id: str
     previous_done: bool | None   # None: the first one
+    call: tuple | None = None    # (x, y, seconds) it asks for, defaults filled in (None: unreadable)
+
+
+def _call(body) -> tuple | None:
+    """The (x, y, seconds) a slow_add message asks for (its body: args, kwargs, embed)."""
+    import inspect
+
+    from demo_tasks.tasks import slow_add
+
+    try:
+        args, kwargs = body[0], body[1]
+        bound = inspect.signature(slow_add.run).bind(*args, **kwargs)
+    except (TypeError, IndexError, KeyError):
+        return None
+    bound.apply_defaults()
+    return tuple(bound.arguments.values())
 
 
 @contextmanager
@@ -84,13 +101,13 @@ def _sends(ask_previous: bool = False) -> Iterator[list[_Sent]]:
     sent: list[_Sent] = []
     lock = threading.Lock()   # views run in several threads
 
-    def record(sender=None, headers=None, **_):
+    def record(sender=None, headers=None, body=None, **_):
         if sender != SLOW_ADD or not headers:
             return
         with lock:
             previous = sent[-1].task_id if sent else None
             done = AsyncResult(previous, app=app).ready() if ask_previous and previous else None
-            sent.append(_Sent(headers.get("id"), done))
+            sent.append(_Sent(headers.get("id"), done, _call(body)))
 
     before_task_publish.connect(record, weak=False)
     try:
@@ -99,10 +116,21 @@ def _sends(ask_previous: bool = False) -> Iterator[list[_Sent]]:
         before_task_publish.disconnect(record)
 
 
+def _queued() -> int:
+    """How many messages wait in the chapter's default queue (a Redis list), not
+    yet taken by a worker: more than its prefetch limit, which inspect cannot see."""
+    import redis
+
+    from demo_tasks.tasks import app
+
+    with redis.Redis.from_url(app.conf.broker_url, socket_timeout=5, socket_connect_timeout=5) as conn:
+        return conn.llen(app.conf.task_default_queue)
+
+
 def _worker_idle(timeout: float = 20.0) -> bool:
-    """Wait until the chapter's worker runs and holds no task (tasks an earlier
-    attempt queued would make a timing wrong). False if it never does: no
-    worker answers, or it stays busy."""
+    """Wait until the chapter's worker runs and holds no task, and none waits in
+    the queue (tasks an earlier attempt queued would make a timing wrong). False
+    if it never does: no worker answers, or it stays busy."""
     from demo_tasks.tasks import app
 
     deadline = time.monotonic() + timeout
@@ -110,10 +138,20 @@ def _worker_idle(timeout: float = 20.0) -> bool:
         inspect = app.control.inspect(timeout=1.0, limit=1)   # one worker in this chapter: the first reply will do
         active, reserved = inspect.active(), inspect.reserved()
         if active is not None and reserved is not None \
-                and not any(active.values()) and not any(reserved.values()):
+                and not any(active.values()) and not any(reserved.values()) and not _queued():
             return True
         time.sleep(0.1)
     return False
+
+
+def _finished(result, timeout: float = 20.0) -> str:
+    """The state of ``result`` once it is done, read again from the result backend
+    by its id (PENDING if the worker did not finish it in ``timeout``: a busy
+    machine is slow, so the check waits instead of reading the state once)."""
+    deadline = time.monotonic() + timeout
+    while not result.ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return result.state
 
 
 @exercises.register(1)
@@ -131,14 +169,18 @@ def _add_in_the_worker(ns: dict) -> Problems:
 
     if not isinstance(result, AsyncResult):
         return [f"`result_1` 应该是 `delay()` 返回的 AsyncResult，现在是 {type(result).__name__}："
-                "是不是直接调用了 `add(40, 2)`？"]
+                "是不是直接调用了 `add(40, 2)`，或者把 `get()` 取回的值存进了 `result_1`？"]
     if isinstance(answer, AsyncResult):
         return ["`answer_1` 还是一个 AsyncResult：用 `result_1.get(timeout=10)` 取回结果"]
-    # What the worker stored in the result backend, looked up again by the task id.
+    # What the worker stored in the result backend, looked up again by the task id
+    # (waited for: an answer typed in right after delay() is checked before the worker is done).
     stored = AsyncResult(result.id, app=app)
-    if stored.state != "SUCCESS":
-        return [f"结果后端里这个任务的状态是 {stored.state}，还不是 SUCCESS：worker 在运行吗？"
+    state = _finished(stored)
+    if state == "PENDING":
+        return ["20 秒内结果后端里没有这个任务的结果：worker 在运行吗？"
                 "重新运行“准备”里的单元格，再运行你的答案"]
+    if state != "SUCCESS":
+        return [f"这个任务在 worker 里的状态是 {state}（{stored.result!r}）：参数应该是 (40, 2)"]
     if stored.result != 42:
         return [f"worker 算出的是 {stored.result!r}，不是 42：参数应该是 (40, 2)"]
     if answer != 42:
@@ -244,20 +286,22 @@ def _ten_users_four_workers(ns: dict) -> Problems:
             problems.append(f"排队版最慢的用户等了 {slowest_queued:.2f} 秒，不比阻塞版最快的用户"
                             f"（{fastest_blocking:.2f} 秒）快：queued_view 只发一条消息就返回，"
                             "不要在视图里直接调用 slow_add")
-        # The work still gets done, by the worker, in the background.
-        if [r.get(timeout=30) for r in returned] != [i + i for i in range(USERS)]:
-            problems.append("worker 算出的结果不对：queued_view 应该排队 slow_add(i, i, seconds=0.3)")
+        # The work the worker will do, read from the messages (not waited for: the worker does
+        # it in the background, and an attempt after this one waits for an idle worker where it measures).
+        if Counter(s.call for s in sent) != Counter((i, i, SECONDS) for i in range(USERS)):
+            problems.append("排队的任务不对：queued_view(i) 应该排队 slow_add(i, i, seconds=0.3)，每个请求一个"
+                            f"（这里排队了 {len(sent)} 个）")
 
     # The learner's measured figures: real measurements of the two servers.
     measured_blocking, measured_queued = ns["measured_blocking"], ns["measured_queued"]
     if measured_blocking < expected - 0.05:
-        problems.append(f"`measured_blocking` 是 {measured_blocking!r}，可是 {rounds} 轮、每轮 {SECONDS} 秒，"
+        problems.append(f"`measured_blocking` 是 {measured_blocking:.2f}，可是 {rounds} 轮、每轮 {SECONDS} 秒，"
                         f"阻塞版最慢的用户至少要等 {expected:.1f} 秒（这里重新测得用时 {slowest_blocking:.2f} 秒）："
                         "用 max(serve(blocking_view)) 测量")
     elif blocking_ok and measured_blocking > 3 * slowest_blocking:
-        problems.append(f"`measured_blocking` 是 {measured_blocking!r}，是这里重新测得的 {slowest_blocking:.2f} 秒的"
+        problems.append(f"`measured_blocking` 是 {measured_blocking:.2f}，是这里重新测得的 {slowest_blocking:.2f} 秒的"
                         "好几倍：是不是把所有用户的等待加了起来？用 max(serve(blocking_view))，最慢的那一个")
     if measured_queued < 0 or measured_queued * 3 > measured_blocking:
-        problems.append(f"`measured_queued` 是 {measured_queued!r}，应该远小于阻塞版的 `measured_blocking`"
+        problems.append(f"`measured_queued` 是 {measured_queued:.3f}，应该远小于阻塞版的 `measured_blocking`"
                         f"（这里重新测得排队版用时 {slowest_queued:.3f} 秒）：用 max(serve(queued_view)) 测量")
     return problems

@@ -98,16 +98,20 @@ def greeting_in_the_chapters_database(ns: dict) -> Problems:
     url = _chapter_url()
     if url is None:
         return [*problems, "先运行本章的“准备”单元格：它把 REDIS_URL 指向本章的数据库 /2"]
+    # The check takes the key away as it reads it (GETDEL), here and in database 0, where a
+    # client without a database number writes: only what this attempt wrote counts, never a
+    # key left by an earlier one (the reference answer of Run All, a right or a wrong try).
     with client(url, timeout=3, decode_responses=True) as conn:
-        stored = conn.get("greeting")
+        stored = conn.getdel("greeting")
+    with client(urlunsplit(urlsplit(url)._replace(path="/0")), timeout=3, decode_responses=True) as conn:
+        elsewhere = conn.getdel("greeting")
     if stored is None:
-        with client(urlunsplit(urlsplit(url)._replace(path="/0")), timeout=3, decode_responses=True) as conn:
-            elsewhere = conn.get("greeting")
         if elsewhere is not None:
-            problems.append("键 greeting 在 0 号数据库里，不在本章的 /2 里："
-                            "用 broker.url 连接（redis.Redis() 默认连 0 号）")
+            problems.append("键 greeting 写进了 0 号数据库，不在本章的 /2 里："
+                            "用 broker.url 连接（redis.Redis() 不写 db 时连 0 号）")
         else:
-            problems.append("本章的数据库里还没有键 greeting：先用 set() 写进去")
+            problems.append("本章的数据库 /2 里没有键 greeting：先用 set() 写进去"
+                            "（检查读过 greeting 就删掉它，所以每次检查前都要运行你的答案单元格）")
     elif stored != GREETING:
         problems.append(f"greeting 的值是 {stored!r}，应该是 {GREETING!r}")
     answer = ns.get("answer_1", ...)

@@ -3,8 +3,8 @@ chapter's real worker and reads the chapter's Redis database (REDIS_URL, which
 the chapter's preparation sets), so a check passes only on what really happened:
 
 1. ``add_later(x, y)``: ``add`` sent with a countdown; the message carries an
-   ETA, the function returns before the task has run, and the result arrives
-   not before one second has passed;
+   ETA about one second after it was sent, the function returns before the
+   task has run, and the result arrives not before one second has passed;
 2. ``read_result_key(task_id)``: a result key read from Redis: its status,
    result and the seconds it has left;
 3. ``parked``: a task sent to a queue nobody listens to: PENDING, and its
@@ -72,12 +72,12 @@ def countdown(ns: dict) -> list[str]:
     add_later = ns["add_later"]
     if _calls_sleep(add_later):
         return ["`add_later` 里调用了 sleep：不要在函数里等，让 worker 按 countdown 去等"]
-    # The ETA of each add message the function sends, read as it is sent.
-    etas: list[str | None] = []
+    # The ETA of each add message the function sends, and when it was sent (read as it is sent).
+    etas: list[tuple[str | None, datetime]] = []
 
     def record(sender=None, headers=None, **_):
         if sender == "demo_tasks.tasks.add" and headers:
-            etas.append(headers.get("eta"))
+            etas.append((headers.get("eta"), datetime.now().astimezone()))
 
     before_task_publish.connect(record, weak=False)
     try:
@@ -93,17 +93,27 @@ def countdown(ns: dict) -> list[str]:
                 "不要在函数里 get()"]
     if done_on_return:
         return ["`add_later` 返回时任务已经做完了：它在函数里等了结果。不要在函数里 get()，让 worker 按 countdown 去等"]
+    eta, sent_at = etas[-1] if etas else (None, None)
+    if eta is not None:
+        eta = datetime.fromisoformat(eta)
+        # The countdown the message carries: its ETA minus the moment it was sent is at most
+        # the countdown (the ETA is computed first), whatever the load; measured from the call,
+        # at least the countdown.
+        if (eta - sent_at).total_seconds() > 1.5:
+            sent.revoke()   # not waited for, and it must not run long after this attempt
+            return [f"消息的 ETA 在发出后 {(eta - sent_at).total_seconds():.0f} 秒：要让任务 1 秒以后执行，"
+                    "用 countdown=1（countdown 的单位是秒；直接给 eta 时要用带时区的时间）。这个任务已经撤销，不会执行"]
     try:
-        value = sent.get(timeout=WAIT)
+        value = sent.get(timeout=WAIT, propagate=False)
     except ResultTimeout:
         return [_no_worker()]
     waited = time.perf_counter() - started
     problems = []
     if value != 42:
         problems.append(f"`add_later(20, 22)` 的结果是 {value!r}，应该是 42：发送的是 add(x, y) 吗？")
-    if not etas or etas[-1] is None:
+    if eta is None:
         problems.append("发出的消息里没有 ETA：用 apply_async(..., countdown=1) 发送，worker 才会等到时间再执行")
-    elif (datetime.fromisoformat(etas[-1]) - called_at).total_seconds() < 0.95:
+    elif (eta - called_at).total_seconds() < 0.95:
         problems.append("消息的 ETA 离调用不到 1 秒：用 countdown=1")
     if waited < 0.95:
         problems.append(f"结果 {waited:.2f} 秒就到了：用 countdown=1，让任务至少 1 秒以后才执行")
@@ -188,13 +198,15 @@ def parked(ns: dict) -> list[str]:
     finally:
         client.close()
     mine = [m for m in messages if m.get("headers", {}).get("id") == sent.id]
-    problems = []
+    state = sent.state
     if not mine:
-        problems.append("Redis 的 list `parking` 里没有这个任务的消息：发送时要写 queue=\"parking\"")
-    else:
-        headers, body = mine[0]["headers"], json.loads(base64.b64decode(mine[0]["body"]))
-        if headers.get("task") != "demo_tasks.tasks.add" or body[0] != [1, 2]:
-            problems.append(f"队列里的消息是 {headers.get('task')}{tuple(body[0])}，应该是 demo_tasks.tasks.add(1, 2)")
-    if sent.state != "PENDING":
-        problems.append(f"它的状态是 {sent.state}，应该是 PENDING：有 worker 在监听队列 parking 吗？")
+        # Sent elsewhere: to the queue the worker consumes (then it may have run already), or nowhere.
+        ran = f"（它的状态已经是 {state}：它进了 worker 监听的队列 celery，被执行了）" if state != "PENDING" else ""
+        return [f"Redis 的 list `parking` 里没有这个任务的消息：发送时要写 queue=\"parking\"{ran}"]
+    problems = []
+    headers, body = mine[0]["headers"], json.loads(base64.b64decode(mine[0]["body"]))
+    if headers.get("task") != "demo_tasks.tasks.add" or body[0] != [1, 2]:
+        problems.append(f"队列里的消息是 {headers.get('task')}{tuple(body[0])}，应该是 demo_tasks.tasks.add(1, 2)")
+    if state != "PENDING":
+        problems.append(f"它的状态是 {state}，应该是 PENDING：有 worker 在监听队列 parking 吗？")
     return problems

@@ -78,7 +78,7 @@ class Row:
         mark = "ok " if self.ok else "BAD"
         want = self.expected + (f" with {self.hint!r}" if self.hint else "")
         got = " | ".join(line.strip() for line in self.printed.strip().splitlines())
-        return f"{mark} exercise {self.exercise} {self.situation:<34} want {want}; got {got[:400]}"
+        return f"{mark} exercise {self.exercise} {self.situation:<40} want {want}; got {got[:400]}"
 
 
 def tags(cell) -> list[str]:
@@ -128,7 +128,7 @@ def run_matrix(execute: Callable[[str], list[dict]], path: Path,
             if len(case.cells) != len(answers):
                 raise ValueError(f"chapter {path.name[:2]} exercise {n}: a wrong answer has {len(case.cells)} "
                                  f"cells, the exercise {len(answers)}")
-            attempt(f"wrong: {case.why or case.hint}"[:34], case.cells, "fail", case.hint)
+            attempt(f"wrong: {case.why or case.hint}"[:60], case.cells, "fail", case.hint)
         attempt("reference (after wrong ones)", references, "pass")
     return rows
 
