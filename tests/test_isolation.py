@@ -124,3 +124,14 @@ def test_every_variable_the_course_reads_is_cleared_for_the_tests():
 def test_every_setting_the_launcher_hands_on_is_cleared_for_the_tests(name):
     """What launcher.shown calls a setting reaches the processes the tests start."""
     assert is_developer_setting(name)
+
+
+def test_a_developers_django_settings_module_does_not_reach_pytest_django():
+    """pytest-django reads DJANGO_SETTINGS_MODULE before the root conftest.py is
+    imported: tests/clean_env.py, loaded first by addopts, clears it in time."""
+    env = {**os.environ, **HOSTILE}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0", "-q",
+                           "--collect-only", "tests/test_budget.py"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "elsewhere" not in done.stdout + done.stderr
