@@ -143,7 +143,8 @@ def queue_length(ns: dict) -> list[str]:
             got = ns["queue_length"](name)
             if got != count:
                 problems.append(f"队列 {name} 里排着 {count} 条消息，`queue_length({name!r})` 返回了 {got!r}"
-                                "：读 Redis 里同名 list 的长度（LLEN）")
+                                "：读 Redis 里名字就是参数 name 的那个 list 的长度（client.llen(name)）；"
+                                "Flower 的 /api/queues/length 只报告有 worker 在监听的队列")
                 break
         return problems
     finally:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -184,7 +185,9 @@ def start_lab(folder: Path, timeout: float = 120, *, secrets: Path | None = None
     learner's .secrets/ unless ``secrets`` names another folder."""
     broker_port = launcher.free_port()
     (folder / "tmp").mkdir(parents=True, exist_ok=True)
-    session = f"test-lab-{folder.name}"
+    # Unique: `make lab` stops every process of its session at exit, so two labs (two test
+    # runs on one machine) must never share one.
+    session = f"test-lab-{uuid.uuid4().hex[:12]}"
     # Notebooks opened in its JupyterLab get checkpoints: in ``folder``, not beside the
     # repository's notebooks (the setting is a folder relative to each file's own,
     # and an absolute path stays itself).

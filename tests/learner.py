@@ -155,7 +155,12 @@ class NotebookKernel:
         problems = []
         self.printed_urls = set()
         for number, cell in enumerate((c for c in nb.cells if c.cell_type == "code"), 1):
-            outputs = self.execute(cell.source)
+            try:
+                outputs = self.execute(cell.source)
+            except queue.Empty:
+                problems.append(Mismatch(self.path.name, number, f"no reply within {CELL_TIMEOUT} s; the cell "
+                                                                 f"begins {cell.source[:200]!r}"))
+                break
             for out in outputs:
                 text = out.get("text", "") + out.get("data", {}).get("text/plain", "")
                 self.printed_urls |= set(re.findall(r"http://127\.0\.0\.1:\d+[^\s'\"|]*", text))

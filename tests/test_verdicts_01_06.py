@@ -19,7 +19,7 @@ import time
 import pytest
 
 import selfcheck
-from selfcheck import ch01, ch03
+from selfcheck import ch01, ch03, ch06
 from tests.helpers import NOTEBOOKS
 
 
@@ -165,6 +165,18 @@ def test_result_key_reads_its_ttl_between_two_readings_of_redis(tasks):
         assert any("还剩多少秒过期" in p for p in found) and any("写死" in p for p in found), found
     finally:
         client.close()
+
+
+# --- chapter 06, exercise 2: run again on the same answer -------------------------------------
+# (The check itself, against the chapter's beat and worker, runs in a lab kernel as a learner
+# retries it: tests/test_learner_06.py and the exercise matrix, tests/wrong_answers/ch06.py.)
+
+def test_chapter_06_check_2_takes_a_cell_that_mentions_the_answer_for_a_new_attempt():
+    history = ["", "rescheduled = periodic_task", "ch06.exercises.check(2, globals())", "print(settings.TIME_ZONE)",
+               "ch06.exercises.check(2, globals())"]
+    assert not ch06._answer_ran_since({"In": history}, 2), "only other cells ran since the check in cell 2"
+    assert ch06._answer_ran_since({"In": history}, 0), "the answer in cell 1 ran since cell 0"
+    assert not ch06._answer_ran_since({}, 2), "no history: the task's row and the answer's object decide"
 
 
 # --- the notebooks: every verdict printed is true -----------------------------------------
