@@ -36,7 +36,7 @@ import dis
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["FAIL", "OK", "Exercises", "Verdict", "checkpoint", "given", "workspace"]
+__all__ = ["FAIL", "OK", "Exercises", "Verdict", "Workspace", "checkpoint", "given", "workspace"]
 
 OK = "✅"
 FAIL = "❌"
@@ -141,21 +141,142 @@ class Exercises:
         return Verdict(False)
 
 
-def workspace(folder, label: str) -> None:
-    """Give the notebook the cell magic ``%%append_to FILE``: it adds the rest of
-    the cell to the end of ``folder/FILE``, as ``%%writefile -a`` does, and says
-    so as ``label/FILE`` (never the machine's temporary path). For exercises that
-    change files of a project, the way an editor would."""
-    from pathlib import Path
+# --- Files a learner edits from the notebook ---------------------------------------
 
+#: How a block is marked in a file, by suffix: the comment that opens and closes a line.
+_COMMENTS = {".html": ("{#", "#}")}  # Django templates
+_DEFAULT_COMMENT = ("#", "")
+
+
+class Workspace:
+    """Files of a project (a folder) that exercises change, a named **block** per
+    answer. ``%%writeblock FILE BLOCK`` (the cell magic ``workspace()`` gives the
+    notebook) writes the rest of its cell into ``FILE`` between two marker lines::
+
+        # >>> exercise-1 (written by the notebook: running its %%writeblock cell again replaces this block)
+        ...the cell...
+        # <<< exercise-1
+
+    The first time at the end of the file; every later time *in place of* the
+    block written before. So the file always holds the latest attempt, once:
+    running an answer cell again, the reference answer, or a wrong attempt after
+    it replaces what was there -- never a second definition after the first
+    (Celery keeps the first task registered under a name, and warns only on a
+    stderr the learner does not see). The checks read the files afresh (a new
+    worker, a new process) and ask ``stub()`` whether a block is still empty.
+    """
+
+    def __init__(self, folder, label: str):
+        from pathlib import Path
+
+        self.folder = Path(folder)
+        #: How the folder is named to the learner (never the machine's temporary path).
+        self.label = label
+
+    # --- markers -------------------------------------------------------------------
+
+    @staticmethod
+    def _comment(file: str) -> tuple[str, str]:
+        from pathlib import PurePosixPath
+
+        return _COMMENTS.get(PurePosixPath(file).suffix, _DEFAULT_COMMENT)
+
+    def _line(self, file: str, text: str) -> str:
+        opening, closing = self._comment(file)
+        return f"{opening} {text}{' ' + closing if closing else ''}"
+
+    def begin_marker(self, file: str, block: str) -> str:
+        return self._line(file, f">>> {block} (written by the notebook: running its %%writeblock cell "
+                                f"again replaces this block)")
+
+    def end_marker(self, file: str, block: str) -> str:
+        return self._line(file, f"<<< {block}")
+
+    def _is_begin(self, file: str, line: str, block: str) -> bool:
+        opening, _ = self._comment(file)
+        head = f"{opening} >>> {block}"
+        stripped = line.strip()
+        return stripped == head or stripped.startswith(head + " ")
+
+    def _find(self, file: str, lines: list[str], block: str) -> tuple[int, int] | None:
+        """(begin, end) line indexes of the block's markers, None if it is not there.
+        ValueError if it begins but never ends (a marker deleted in an editor)."""
+        begins = [i for i, line in enumerate(lines) if self._is_begin(file, line, block)]
+        if not begins:
+            return None
+        end_line = self.end_marker(file, block)
+        for j in range(begins[0] + 1, len(lines)):
+            if lines[j].strip() == end_line:
+                return begins[0], j
+        raise ValueError(f"{self.label}/{file} 里有 {block} 这一段的开始标记，却没有结束标记 "
+                         f"“{end_line}”：把它补上（或删掉整段），再运行这个单元格")
+
+    # --- reading and writing ---------------------------------------------------------
+
+    def path(self, file: str):
+        return self.folder / file
+
+    def block(self, file: str, block: str) -> str | None:
+        """The text between the block's markers (None if the file or the block is missing)."""
+        try:
+            lines = self.path(file).read_text(encoding="utf-8").splitlines()
+            found = self._find(file, lines, block)
+        except (OSError, ValueError):
+            return None
+        return None if found is None else "\n".join(lines[found[0] + 1:found[1]])
+
+    def stub(self, file: str, block: str) -> bool:
+        """Is the block missing, or nothing but blank and comment lines (the empty answer cell)?"""
+        text = self.block(file, block)
+        if text is None:
+            return True
+        opening, closing = self._comment(file)
+        for line in text.splitlines():
+            line = line.strip()
+            if line and not (line.startswith(opening) and line.endswith(closing)):
+                return False
+        return True
+
+    def write_block(self, file: str, block: str, text: str) -> str:
+        """Write ``text`` as the block (replacing it, or at the end of the file);
+        return what was done, in a line for the learner."""
+        path = self.path(file)
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        body = text.strip("\n").splitlines()
+        new = [self.begin_marker(file, block), *body, self.end_marker(file, block)]
+        found = self._find(file, lines, block)
+        if found is None:
+            while lines and not lines[-1].strip():
+                lines.pop()
+            if lines:
+                lines.append("")  # a blank line before the block
+            begin, done = len(lines), "在末尾加上了"
+            lines += new
+        else:
+            begin, done = found[0], "替换了"
+            lines[found[0]:found[1] + 1] = new
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return f"{self.label}/{file}：{done} {block} 这一段（第 {begin + 1}–{begin + len(new)} 行）"
+
+
+def workspace(folder, label: str) -> Workspace:
+    """Give the notebook the cell magic ``%%writeblock FILE BLOCK`` for the files
+    in ``folder`` (shown as ``label/FILE``): see ``Workspace``. For exercises that
+    change files of a project, the way an editor would. Returns the workspace."""
     from IPython import get_ipython
+    from IPython.core.error import UsageError
 
-    folder = Path(folder)
+    files = Workspace(folder, label)
 
-    def append_to(line: str, cell: str) -> None:
-        name = line.strip()
-        with (folder / name).open("a", encoding="utf-8") as f:
-            f.write("\n" + cell)
-        print(f"加到了 {label}/{name} 的末尾")
+    def writeblock(line: str, cell: str) -> None:
+        words = line.split()
+        if len(words) != 2:
+            raise UsageError("用法：%%writeblock 文件 段名（例如 %%writeblock my_tasks.py exercise-1）")
+        try:
+            print(files.write_block(words[0], words[1], cell))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
-    get_ipython().register_magic_function(append_to, magic_kind="cell", magic_name="append_to")
+    get_ipython().register_magic_function(writeblock, magic_kind="cell", magic_name="writeblock")
+    return files

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -199,3 +201,112 @@ def test_given_tells_a_stub_from_an_answer():
     assert selfcheck.given({}, "f", "一个函数")
     for value in (one_liner, constant, 0, "", []):
         assert selfcheck.given({"f": value}, "f", "一个函数") == [], value
+
+
+# --- The files a learner edits from a notebook (chapters 05 and 07) ------------------------
+# selfcheck.Workspace, the cell magic ``%%writeblock FILE BLOCK``: an answer cell run
+# again, the reference answer after it, or a wrong attempt after that, each *replaces*
+# its block, so the file holds one definition, the latest -- never a second one after
+# the first, which Celery would ignore (it keeps the first task registered under a
+# name) with a warning the learner does not see.
+
+STARTER = "from celery import Celery\n\napp = Celery('my_tasks')\n"
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "my_tasks.py").write_text(STARTER)
+    return selfcheck.Workspace(tmp_path, "exercises")
+
+
+def test_the_first_write_appends_a_marked_block_and_says_where(files):
+    said = files.write_block("my_tasks.py", "exercise-1", "\n@app.task\ndef one():\n    return 1\n\n")
+    text = files.path("my_tasks.py").read_text()
+    assert text.startswith(STARTER)
+    assert text.endswith("\n# <<< exercise-1\n")
+    assert files.block("my_tasks.py", "exercise-1") == "@app.task\ndef one():\n    return 1"
+    lines = text.splitlines()
+    begin = lines.index(files.begin_marker("my_tasks.py", "exercise-1")) + 1
+    assert said == f"exercises/my_tasks.py：在末尾加上了 exercise-1 这一段（第 {begin}–{len(lines)} 行）"
+    assert lines[begin - 2] == "", "a blank line before the block"
+
+
+def test_writing_again_replaces_the_block_in_place(files):
+    files.write_block("my_tasks.py", "exercise-1", "# the empty answer")
+    files.write_block("my_tasks.py", "exercise-2", "@app.task\ndef two():\n    return 2")
+    said = files.write_block("my_tasks.py", "exercise-1", "@app.task\ndef one():\n    return 1")
+    assert "替换了 exercise-1" in said
+    files.write_block("my_tasks.py", "exercise-1", "@app.task\ndef one():\n    return 'wrong'")
+    text = files.path("my_tasks.py").read_text()
+    assert text.count("def one()") == 1 and "return 'wrong'" in text and "return 1" not in text
+    assert text.index("exercise-1") < text.index("exercise-2"), "the block keeps its place"
+    assert text.count("def two()") == 1
+
+
+def test_a_stub_is_a_missing_block_or_only_comments(files):
+    assert files.stub("my_tasks.py", "exercise-1")
+    files.write_block("my_tasks.py", "exercise-1", "# 练习 1：任务 fetch_politely(url)\n\n")
+    assert files.stub("my_tasks.py", "exercise-1")
+    files.write_block("my_tasks.py", "exercise-1", "# 练习 1\n@app.task\ndef fetch_politely(url): ...")
+    assert not files.stub("my_tasks.py", "exercise-1")
+    assert files.stub("no_such_file.py", "exercise-1")
+
+
+def test_templates_get_template_comments(tmp_path):
+    files = selfcheck.Workspace(tmp_path, "my_project")
+    (tmp_path / "actions.html").write_text("<p>download</p>\n")
+    files.write_block("actions.html", "exercise-3", "{# 练习 3 之四 #}")
+    text = (tmp_path / "actions.html").read_text()
+    assert "{# >>> exercise-3 " in text and text.rstrip().endswith("{# <<< exercise-3 #}")
+    assert files.stub("actions.html", "exercise-3")
+    files.write_block("actions.html", "exercise-3", "<form method=\"post\"></form>")
+    assert not files.stub("actions.html", "exercise-3")
+
+
+def test_a_block_whose_end_marker_was_deleted_is_refused_not_duplicated(files):
+    files.write_block("my_tasks.py", "exercise-1", "x = 1")
+    path = files.path("my_tasks.py")
+    path.write_text(path.read_text().replace(files.end_marker("my_tasks.py", "exercise-1"), ""))
+    with pytest.raises(ValueError, match="结束标记"):
+        files.write_block("my_tasks.py", "exercise-1", "x = 2")
+    assert "x = 2" not in path.read_text()
+
+
+def test_the_latest_definition_is_the_one_a_new_process_registers(files):
+    """Run All (the empty stub, then the reference), then a wrong attempt: the task a
+    fresh import registers is the wrong attempt's, and Celery warns of no duplicate."""
+    for body in ("# 练习 1", "@app.task\ndef answer():\n    return 'reference'",
+                 "@app.task\ndef answer():\n    return 'wrong'"):
+        files.write_block("my_tasks.py", "exercise-1", body)
+    code = textwrap.dedent("""
+        import warnings
+        warnings.simplefilter("error")
+        import my_tasks
+        print(my_tasks.app.tasks["my_tasks.answer"]())
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=files.folder, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "wrong"
+
+
+def test_the_magic_writes_blocks_and_explains_its_usage(tmp_path, capsys, monkeypatch):
+    from IPython.core.error import UsageError
+
+    magics = {}
+
+    class Shell:  # what workspace() asks of IPython's shell
+        def register_magic_function(self, function, magic_kind, magic_name):
+            assert magic_kind == "cell"
+            magics[magic_name] = function
+
+    monkeypatch.setattr("IPython.get_ipython", lambda: Shell())
+    (tmp_path / "my_tasks.py").write_text(STARTER)
+    assert isinstance(selfcheck.workspace(tmp_path, "exercises"), selfcheck.Workspace)
+    writeblock = magics["writeblock"]
+    writeblock("my_tasks.py exercise-1", "x = 1\n")
+    writeblock("my_tasks.py exercise-1", "x = 2\n")
+    out = capsys.readouterr().out
+    assert "exercises/my_tasks.py：在末尾加上了 exercise-1" in out and "替换了 exercise-1" in out
+    assert (tmp_path / "my_tasks.py").read_text().count("x = ") == 1
+    with pytest.raises(UsageError, match="用法"):
+        writeblock("my_tasks.py", "x = 3\n")
