@@ -112,7 +112,45 @@ def _leave_notebook():
 
 def pytest_sessionfinish(session, exitstatus):
     _leave_notebook()
+    _close_learner_lab(session)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    _report_learner_lab(terminalreporter)
 
 
 def pytest_unconfigure(config):
     shutil.rmtree(_RUN_TMP, ignore_errors=True)
+
+
+# --- the run's one `make lab` (tests/learner_mode.py) ----------------------------
+
+_LAB_PROBLEMS: list[str] = []
+_LAB_CLOSED: list[bool] = []
+
+
+def _close_learner_lab(session) -> None:
+    """In the controller (or a run without xdist), once every test is done: Ctrl-C
+    the run's lab (tests/learner_mode.py) and check that it left nothing; a problem
+    fails the run. Here, not in tests/conftest.py: under pytest-xdist the controller
+    does not collect, so it never loads tests/conftest.py."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from tests.learner_mode import close_shared_lab
+
+    problems = close_shared_lab()
+    if problems is not None:
+        _LAB_CLOSED.append(True)
+        _LAB_PROBLEMS.extend(problems)
+    if _LAB_PROBLEMS and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _report_learner_lab(terminalreporter) -> None:
+    if _LAB_CLOSED and not _LAB_PROBLEMS:
+        terminalreporter.write_line("the run's make lab: Ctrl-C stopped it and everything it started; "
+                                    "the terminal worker received nothing")
+    if _LAB_PROBLEMS:
+        terminalreporter.section("the run's make lab, at Ctrl-C (tests/learner_mode.py)", red=True)
+        for problem in _LAB_PROBLEMS:
+            terminalreporter.write_line(f"FAILED: {problem}", red=True)

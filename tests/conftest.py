@@ -81,32 +81,3 @@ def learner_lab():
     lab = LearnerLab(attach())
     yield lab
     lab.close()
-
-
-_LAB_PROBLEMS: list[str] = []
-_LAB_CLOSED: list[bool] = []
-
-
-def pytest_sessionfinish(session, exitstatus):
-    """In the controller (or a run without xdist), once every test is done: Ctrl-C
-    the run's lab and check that it left nothing; a problem fails the run."""
-    if hasattr(session.config, "workerinput"):
-        return
-    from tests.learner_mode import close_shared_lab
-
-    problems = close_shared_lab()
-    if problems is not None:
-        _LAB_CLOSED.append(True)
-        _LAB_PROBLEMS.extend(problems)
-    if _LAB_PROBLEMS and session.exitstatus == 0:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if _LAB_CLOSED and not _LAB_PROBLEMS:
-        terminalreporter.write_line("the run's make lab: Ctrl-C stopped it and everything it started; "
-                                    "the terminal worker received nothing")
-    if _LAB_PROBLEMS:
-        terminalreporter.section("the run's make lab, at Ctrl-C (tests/learner_mode.py)", red=True)
-        for problem in _LAB_PROBLEMS:
-            terminalreporter.write_line(f"FAILED: {problem}", red=True)

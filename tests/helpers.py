@@ -208,8 +208,10 @@ def start_lab(folder: Path, timeout: float = 120, *, secrets: Path | None = None
     if secrets is not None:  # test_lab: the lab itself, with the test run's own passwords
         env["COURSE_SECRETS_DIR"] = str(secrets)
     with open(folder / "lab.log", "w") as log:  # the child writes to its own copy of the file
+        # A session of its own, as in a terminal of its own: a signal meant for the test
+        # process's group (pytest-xdist ending a worker) never reaches it; its Ctrl-C is ours.
         process = subprocess.Popen([sys.executable, "-m", "launcher.lab"], stdout=log, stderr=subprocess.STDOUT,
-                                   env=env, text=True)
+                                   env=env, text=True, start_new_session=True)
 
     def printed() -> bool:
         return "JupyterLab: http" in (folder / "lab.log").read_text() or process.poll() is not None
