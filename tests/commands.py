@@ -101,6 +101,7 @@ from launcher.broker import free_port
 from launcher.credentials import LEARNER_DIR, SECRETS_VARIABLE, secrets_dir
 from launcher.paths import NOTEBOOKS_DIR, REPO_ROOT
 from launcher.procs import Proc, ProcessError, group_alive, sweep, wait_for
+from tests.fences import fences
 from tests.notebook_env import is_developer_setting
 
 #: Fence languages whose blocks are commands.
@@ -113,8 +114,6 @@ READY_TIMEOUT = 60.0
 #: DatabaseScheduler right after "beat: Starting..." (it is still building its scheduler).
 CTRL_C_TIMEOUT = 5.0
 
-_FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
-_COMMENT = re.compile(r"^\s*<!--(?P<body>.*?)-->\s*$")
 _MARKER = re.compile(r"^\s*(?P<kind>[a-z][a-z-]*)\s*(?::(?P<arg>.*))?$", re.DOTALL)
 _READY = re.compile(r'^ready((?:\s+"[^"]+")+)\s*$')
 
@@ -159,23 +158,8 @@ class Block:
 
 def blocks_in(markdown: str, file: Path, cell: int | None = None) -> list[Block]:
     """The command blocks of a markdown text."""
-    found, lines, i = [], markdown.splitlines(), 0
-    while i < len(lines):
-        opening = _FENCE.match(lines[i])
-        if not opening:
-            i += 1
-            continue
-        fence, indent = opening["fence"], len(opening["indent"])
-        closing = re.compile(rf"^\s*{re.escape(fence[0])}{{{len(fence)},}}\s*$")
-        end = next((j for j in range(i + 1, len(lines)) if closing.match(lines[j])), len(lines))
-        language = (opening["info"].split() or [""])[0].lower()
-        if language in LANGUAGES:
-            body = "\n".join(line[indent:] if not line[:indent].strip() else line.lstrip()
-                             for line in lines[i + 1:end])
-            before = _COMMENT.match(lines[i - 1]) if i > 0 else None
-            found.append(Block(file, cell, i + 1, language, body, before["body"].strip() if before else None))
-        i = end + 1
-    return found
+    return [Block(file, cell, f.line, f.language, f.body, f.comment.strip() if f.comment is not None else None)
+            for f in fences(markdown) if f.language in LANGUAGES]
 
 
 def collect(readme: Path = REPO_ROOT / "README.md", notebooks: Path = NOTEBOOKS_DIR) -> list[Block]:

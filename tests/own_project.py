@@ -75,6 +75,7 @@ from launcher.celery_procs import FAST_FLAGS
 from launcher.paths import NOTEBOOKS_DIR
 from launcher.procs import Proc, ProcessError, stop_together
 from launcher.shown import without_settings
+from tests.fences import fences
 
 KINDS = {"own-project": "django", "own-project-plain": "plain"}
 MODES = ("new", "replace", "append", "fragment")
@@ -85,8 +86,6 @@ PROJECT, APP = "proj", "myapp"
 READY_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 90.0
 
-_FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
-_COMMENT = re.compile(r"^\s*<!--(?P<body>.*?)-->\s*$")
 #: Any comment that starts with "own-project" is meant as a marker (and is an error if it does not read).
 _MARKER = re.compile(r"^\s*(?P<kind>own-project[a-z-]*)\s*(?::(?P<arg>.*?))?\s*$", re.DOTALL)
 _RESULT = "OWN-PROJECT-RESULT "
@@ -144,26 +143,14 @@ def parse_marker(body: str) -> tuple[str, str, str] | None:
 
 def blocks_in(markdown: str, notebook: Path, cell: int) -> list[tuple[int, str, str, tuple[str, str, str]]]:
     """(line, language, text, (kind, target, mode)) of each marked block of a markdown cell."""
-    found, lines, i = [], markdown.splitlines(), 0
-    while i < len(lines):
-        opening = _FENCE.match(lines[i])
-        if not opening:
-            i += 1
-            continue
-        fence, indent = opening["fence"], len(opening["indent"])
-        closing = re.compile(rf"^\s*{re.escape(fence[0])}{{{len(fence)},}}\s*$")
-        end = next((j for j in range(i + 1, len(lines)) if closing.match(lines[j])), len(lines))
-        before = _COMMENT.match(lines[i - 1]) if i > 0 else None
+    found = []
+    for f in fences(markdown):
         try:
-            marker = parse_marker(before["body"]) if before else None
+            marker = parse_marker(f.comment) if f.comment is not None else None
         except BlockError as exc:
-            raise BlockError(f"{notebook.name}, cell {cell}, line {i + 1}: {exc}") from None
+            raise BlockError(f"{notebook.name}, cell {cell}, line {f.line}: {exc}") from None
         if marker is not None:
-            body = "\n".join(line[indent:] if not line[:indent].strip() else line.lstrip()
-                             for line in lines[i + 1:end])
-            language = (opening["info"].split() or [""])[0].lower()
-            found.append((i + 1, language, body + "\n", marker))
-        i = end + 1
+            found.append((f.line, f.language, f.body + "\n", marker))
     return found
 
 
