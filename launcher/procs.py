@@ -21,7 +21,6 @@ Every stop ends with the whole process group gone.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import shutil
 import signal
@@ -65,20 +64,24 @@ _ON_STOP: list[Callable[[], None]] = []
 _CREATED: list[Proc] = []
 
 
-# Looked up once in the parent: the child runs between fork and exec, where
-# loading a library could deadlock.
-_PRCTL = None
-if sys.platform.startswith("linux"):
-    try:
-        _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        _PRCTL = None
+#: Run in a child on Linux without setpriv: ask the kernel for SIGTERM at the parent's death, then exec.
+_PDEATHSIG_WRAPPER = ("import ctypes, os, signal, sys; ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM); "
+                      "os.execvp(sys.argv[1], sys.argv[1:])")  # 1 == PR_SET_PDEATHSIG
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux only: ask the kernel to SIGTERM this child (a warm stop) when its parent dies."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGTERM)  # 1 == PR_SET_PDEATHSIG
+def _dies_with_parent(argv: Sequence[str]) -> list[str]:
+    """``argv``, so that on Linux the process gets SIGTERM (a warm stop) when its parent
+    dies (prctl's PR_SET_PDEATHSIG, kept across exec): set by an exec wrapper
+    (util-linux's setpriv, else a few lines of Python), never by a ``preexec_fn``.
+    A preexec_fn runs between fork and exec in a process that may have threads (a
+    Jupyter kernel has several), where the child can deadlock and Popen with it: a
+    kernel's cell that started a worker never returned. Elsewhere: ``argv`` itself."""
+    if not sys.platform.startswith("linux"):
+        return list(argv)
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        return [setpriv, "--pdeathsig", "TERM", "--", *argv]
+    return [sys.executable, "-c", _PDEATHSIG_WRAPPER, *argv]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
@@ -150,14 +153,13 @@ class Proc:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it until stop()
         self._stopped = False
         self.popen = subprocess.Popen(
-            self.argv,
+            _dies_with_parent(self.argv),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=child_env,
             cwd=self.cwd,
             start_new_session=True,  # its own process group: the last step of a stop ends the group
-            preexec_fn=_die_with_parent,
         )
         _RUNNING.append(self)
         _CREATED.append(self)

@@ -195,3 +195,24 @@ def test_children_die_with_a_killed_parent():
         parent.kill()
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+GET_PDEATHSIG = ("import ctypes; c = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(c)); "
+                 "print(c.value)")  # 2 == PR_GET_PDEATHSIG
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+@pytest.mark.parametrize("setpriv", [True, False], ids=["setpriv", "python-wrapper"])
+def test_the_death_signal_is_set_by_an_exec_wrapper_with_or_without_setpriv(monkeypatch, setpriv):
+    """No preexec_fn (it can deadlock a child forked from a kernel's threads): setpriv
+    sets SIGTERM as the parent-death signal, or a few lines of Python where it is missing."""
+    from launcher import procs
+
+    if not setpriv:
+        monkeypatch.setattr(procs.shutil, "which", lambda name: None)
+    elif procs.shutil.which("setpriv") is None:
+        pytest.skip("util-linux's setpriv is not installed")
+    argv = procs._dies_with_parent([sys.executable, "-c", GET_PDEATHSIG])
+    assert ("setpriv" in argv[0]) is setpriv
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout.strip() == str(int(signal.SIGTERM))
