@@ -36,6 +36,9 @@ tempfile.tempdir = None  # re-read TMPDIR
 # The controller's run folder, which every pytest-xdist worker inherits: where the
 # run's one `make lab` keeps its state (tests/learner_mode.py).
 os.environ.setdefault("PYTEST_COURSE_RUN_DIR", _RUN_TMP)
+# ... and which process owns it: only that one stops the lab. A pytest started by a test
+# (tests/test_isolation.py runs one) inherits both and must never stop the run's lab.
+os.environ.setdefault("PYTEST_COURSE_RUN_PID", str(os.getpid()))
 
 # The run's own passwords (launcher.credentials), never the developer's .secrets/.
 # A notebook's kernel is a learner's and uses the learner's .secrets/ (tests/notebook_env.py).
@@ -134,8 +137,8 @@ def _close_learner_lab(session) -> None:
     the run's lab (tests/learner_mode.py) and check that it left nothing; a problem
     fails the run. Here, not in tests/conftest.py: under pytest-xdist the controller
     does not collect, so it never loads tests/conftest.py."""
-    if hasattr(session.config, "workerinput"):
-        return
+    if os.environ.get("PYTEST_COURSE_RUN_PID") != str(os.getpid()):
+        return  # an xdist worker, or a pytest started by a test: not the run's owner
     from tests.learner_mode import close_shared_lab
 
     problems = close_shared_lab()
