@@ -11,6 +11,7 @@ kernel stops the workers it started) and then the broker, if we started it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -38,6 +39,24 @@ def prepare_django() -> bool:
             return False
     print("Django: database migrated; local user created (password below)")
     return True
+
+
+#: JupyterLab settings the course sets for the learner (its own overrides file, so the
+#: learner's overrides.json stays theirs): no "get notified about official Jupyter
+#: news?" prompt on first open, and no requests to the internet for news and updates.
+LAB_SETTINGS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
+
+
+def write_lab_settings(prefix: Path | None = None) -> Path:
+    """Write LAB_SETTINGS into this JupyterLab's overrides.d (its application settings
+    folder, under the venv); returns the file. Idempotent."""
+    folder = Path(prefix or sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.d"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "celery-course.json"
+    text = json.dumps(LAB_SETTINGS, indent=2) + "\n"
+    if not target.is_file() or target.read_text() != text:
+        target.write_text(text)
+    return target
 
 
 def terminal_worker(broker_url: str) -> str:
@@ -90,6 +109,7 @@ def _serve() -> int:
         stop_all()
         return 1
 
+    write_lab_settings()
     port = os.environ.get("LAB_PORT", "8888")
     argv = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={port}", f"--ServerApp.root_dir={REPO_ROOT}",

@@ -5,8 +5,11 @@ one-line fix when it does not::
 
     import selfcheck
     selfcheck.checkpoint("worker 已经就绪", worker.running, fix="重新运行“准备”单元格")
-    # ✅ worker 已经就绪        or        ❌ worker 已经就绪
-    #                                        怎么办：重新运行“准备”单元格
+    # ✅ 通过：worker 已经就绪        or        ❌ 未通过：worker 已经就绪
+    #                                              怎么办：重新运行“准备”单元格
+
+Every verdict also says 通过 / 未通过 in words: where no emoji font
+is installed, ✅ and ❌ render as the same empty box.
 
 An **exercise check** looks at the learner's attempt and says what is still
 wrong. Each chapter keeps its checks in ``selfcheck/chNN.py``::
@@ -61,17 +64,17 @@ def _describe(exc: BaseException) -> str:
 
 
 def checkpoint(label: str, condition, *, fix: str) -> Verdict:
-    """Print ✅ ``label`` if ``condition`` (a value, or a callable returning one)
-    is true, else ❌ and ``fix``. An exception counts as false and is shown."""
+    """Print ✅ 通过：``label`` if ``condition`` (a value, or a callable returning one)
+    is true, else ❌ 未通过：``label`` and ``fix``. An exception counts as false and is shown."""
     error = None
     try:
         ok = bool(condition() if callable(condition) else condition)
     except Exception as exc:  # the learner's state may be anything: report, never raise
         ok, error = False, _describe(exc)
     if ok:
-        print(f"{OK} {label}")
+        print(f"{OK} 通过：{label}")
     else:
-        print(f"{FAIL} {label}\n   怎么办：{fix}")
+        print(f"{FAIL} 未通过：{label}\n   怎么办：{fix}")
         if error:
             print(f"   （出错：{error}）")
     return Verdict(ok)
@@ -135,7 +138,7 @@ class Exercises:
         if not found:
             print(f"{OK} 练习 {number}：通过")
             return Verdict(True)
-        print(f"{FAIL} 练习 {number}：还没有完成")
+        print(f"{FAIL} 练习 {number}：未通过")
         for problem in found:
             print(f"   - {problem}")
         return Verdict(False)

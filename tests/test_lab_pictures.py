@@ -66,3 +66,30 @@ def test_every_picture_of_a_chapter_loads_in_jupyterlab(lab, browser, path):
         assert all(w > 0 for w in widths), f"{path.name}: pictures that did not load: {widths}"
     finally:
         context.close()
+
+
+#: JupyterLab's toasts (react-toastify), e.g. "Would you like to get notified about official Jupyter news?"
+TOAST = ".Toastify__toast"
+
+
+def test_first_open_greets_the_learner_with_the_chapter_and_no_prompt(lab, browser):
+    """A learner's first open (a new browser profile, new user settings): the first
+    chapter, and no toast asking about Jupyter news (make lab sets fetchNews "false")."""
+    settings = json.load(urllib.request.urlopen(urllib.request.Request(
+        f"{lab.base}/lab/api/settings/@jupyterlab/apputils-extension:notification",
+        headers={"Authorization": f"token {lab.token}"}), timeout=30))
+    # overrides.d changes the schema's default; the user settings stay empty
+    assert settings["schema"]["properties"]["fetchNews"]["default"] == "false", settings["schema"]["properties"]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        page.goto(f"{lab.base}/lab/workspaces/first-open/tree/notebooks/01_what_is_celery.ipynb?token={lab.token}")
+        page.wait_for_selector(f"{SHOWN_NOTEBOOK} .jp-RenderedMarkdown h1", state="attached")
+        # The prompt is emitted once the application is restored and the settings are
+        # loaded, i.e. right around now: give it a few seconds to show.
+        page.wait_for_timeout(4000)
+        toasts = page.locator(TOAST).all_inner_texts()
+        assert not toasts, f"toasts on first open: {toasts}"
+    finally:
+        context.close()

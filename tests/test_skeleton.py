@@ -132,6 +132,12 @@ def test_every_exercise_fails_on_the_empty_attempt_and_passes_on_the_reference(p
         assert checks == [attempt + 1, reference + 1], f"exercise {n}: a check right after each"
         assert not any(hidden(every[i]) for i in attempts) and all(hidden(every[i]) for i in references), \
             f"exercise {n}: the attempt is open, the reference answer collapsed"
+        for i in references:
+            # JupyterLab shows a collapsed cell's first line, and its outputs unless those are collapsed too.
+            assert every[i]["metadata"]["jupyter"].get("outputs_hidden") is True, f"cell {i}: outputs collapsed too"
+            first = source(every[i]).split("\n")[0]
+            assert first.startswith(("# 参考答案：", "%%writeblock ")), \
+                f"cell {i}: a collapsed answer starts with a line that gives nothing away, not {first!r}"
         for i in checks:
             assert f".check({n}, globals())" in source(every[i])
         before, after = text_output(every[checks[0]]), text_output(every[checks[1]])
@@ -177,13 +183,14 @@ def test_checkpoint_and_check_print_what_they_found(capsys):
     assert selfcheck.checkpoint("能连上", True, fix="无")
     assert not selfcheck.checkpoint("会出错", lambda: 1 / 0, fix="重新运行准备单元格")
     out = capsys.readouterr().out
-    assert out.splitlines() == ["✅ 能连上", "❌ 会出错", "   怎么办：重新运行准备单元格",
+    assert out.splitlines() == ["✅ 通过：能连上", "❌ 未通过：会出错", "   怎么办：重新运行准备单元格",
                                 "   （出错：ZeroDivisionError: division by zero）"]
     demo = selfcheck.Exercises(99)
     demo.register(1)(lambda ns: selfcheck.given(ns, "answer", "一个数") or ([] if ns["answer"] == 42 else ["不对"]))
     assert not demo.check(1, {"answer": ...})
     assert not demo.check(1, {"answer": 41}) and demo.check(1, {"answer": 42})
-    assert capsys.readouterr().out.splitlines()[-1] == "✅ 练习 1：通过"
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "❌ 练习 1：未通过" and out[-1] == "✅ 练习 1：通过"
 
 
 def test_given_tells_a_stub_from_an_answer():
