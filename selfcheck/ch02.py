@@ -1,19 +1,20 @@
 """Chapter 02's checkpoints (what is installed, the Django project on sys.path)
-and exercise checks (a key in the chapter's database, a Redis URL taken apart,
-the server's identity from INFO)."""
+and exercise checks (a Redis URL for a server with a password, proven by a
+PING; a Redis URL taken apart; the server's identity from INFO)."""
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import sys
 from importlib import machinery, metadata
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import redis
 
-from launcher.broker import client
+from launcher.broker import client, start_embedded
 from launcher.paths import REPO_ROOT
 
 from . import Exercises, Problems, given
@@ -83,43 +84,86 @@ def django_project_importable() -> bool:
 
 # --- exercises ---------------------------------------------------------------------------
 
-GREETING = "你好，Celery"
-
-
 def _chapter_url() -> str | None:
     """The chapter's broker URL (database /2), as the preparation cell exported it."""
     url = os.environ.get("REDIS_URL", "")
     return url if urlsplit(url).path == "/2" else None
 
 
-@exercises.register(1)
-def greeting_in_the_chapters_database(ns: dict) -> Problems:
-    problems = given(ns, "answer_1", "从 Redis 读回来的字符串")
-    url = _chapter_url()
-    if url is None:
-        return [*problems, "先运行本章的“准备”单元格：它把 REDIS_URL 指向本章的数据库 /2"]
-    # The check takes the key away as it reads it (GETDEL), here and in database 0, where a
-    # client without a database number writes: only what this attempt wrote counts, never a
-    # key left by an earlier one (the reference answer of Run All, a right or a wrong try).
-    with client(url, timeout=3, decode_responses=True) as conn:
-        stored = conn.getdel("greeting")
-    with client(urlunsplit(urlsplit(url)._replace(path="/0")), timeout=3, decode_responses=True) as conn:
-        elsewhere = conn.getdel("greeting")
-    if stored is None:
-        if elsewhere is not None:
-            problems.append("键 greeting 写进了 0 号数据库，不在本章的 /2 里："
-                            "用 broker.url 连接（redis.Redis() 不写 db 时连 0 号）")
+#: The characters a URL reserves, in every password exercise 1's check makes.
+RESERVED = "@:/%#?"
+
+
+def _url_problem(make, username: str | None, secret: str, port: int, db: int) -> str | None:
+    """What is wrong with the URL the learner's function makes for this user, password,
+    port and database (None: nothing): taken apart by redis-py, then a real PING."""
+    call = f"make_redis_url({username!r}, 密码, {port}, {db})"
+    try:
+        url = make(username, secret, port, db)
+    except Exception as exc:  # the learner's code: report it
+        return f"{call} 出错：{type(exc).__name__}: {exc}"
+    if not isinstance(url, str) or not url.startswith("redis://"):
+        return f"{call} 应该返回以 redis:// 开头的字符串，得到的是 {url!r}"
+    escape = "用 urllib.parse.quote(password, safe=\"\") 转义"
+    try:
+        parts = redis.connection.parse_url(url)
+    except ValueError as exc:
+        if secret in url:
+            return f"{call} 返回 {url!r}：密码没有转义，redis-py 读不懂（{exc}）；{escape}"
+        if quote(secret) in url:
+            return (f"{call} 返回 {url!r}：quote() 默认不转义 `/`，URL 在密码里的 `/` 处断开了"
+                          f"（{exc}）；写 quote(password, safe=\"\")")
+        return f"redis-py 读不懂 {call} 返回的 {url!r}：{exc}"
+    got_user, got_password = parts.get("username") or None, parts.get("password")
+    if got_password != secret:
+        if got_password and "%" in got_password and unquote(got_password) == secret:
+            why = "密码被转义了两次"
         else:
-            problems.append("本章的数据库 /2 里没有键 greeting：先用 set() 写进去"
-                            "（检查读过 greeting 就删掉它，所以每次检查前都要运行你的答案单元格）")
-    elif stored != GREETING:
-        problems.append(f"greeting 的值是 {stored!r}，应该是 {GREETING!r}")
-    answer = ns.get("answer_1", ...)
-    if isinstance(answer, bytes):
-        problems.append("answer_1 是 bytes：用 .decode()，或者连接时加 decode_responses=True")
-    elif answer is not ... and answer is not None and answer != GREETING:
-        problems.append(f"answer_1 是 {answer!r}，应该是读回来的 {GREETING!r}")
-    return problems
+            why = f"redis-py 从里面读出的密码是 {got_password!r}，不是检查给的那一个"
+        return f"{call} 返回 {url!r}：{why}；{escape}，只转义一次"
+    if parts.get("host") != "127.0.0.1":
+        return f"{call} 返回 {url!r}：主机是 {parts.get('host')!r}，应该是 '127.0.0.1'"
+    if parts.get("port", 6379) != port:
+        return f"{call} 返回 {url!r}：端口是 {parts.get('port', 6379)}，应该是 {port}"
+    if username is None and got_user not in (None, "default"):
+        return (f"{call} 返回 {url!r}：URL 里的用户名是 {got_user!r}；"
+                      "username 是 None 时不写用户名（redis://:密码@主机:端口/编号）")
+    if username is not None and got_user != username:
+        return (f"{call} 返回 {url!r}：用户名没有写进 URL（redis-py 读出的是 {got_user!r}）；"
+                      "ACL 用户的 URL 是 redis://用户名:密码@主机:端口/编号")
+    if parts.get("db", 0) != db:
+        return f"{call} 返回 {url!r}：数据库编号是 {parts.get('db', 0)}，应该是 {db}：URL 末尾写 /{db}"
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3) as conn:
+            conn.ping()
+            where = int(conn.client_info()["db"])
+    except redis.RedisError as exc:
+        return f"{call} 返回 {url!r}：PING 失败：{type(exc).__name__}: {exc}"
+    if where != db:
+        return f"{call} 返回 {url!r}：连到的是 {where} 号数据库，应该是 {db}"
+    return None
+
+
+@exercises.register(1)
+def a_url_for_a_server_with_a_password(ns: dict) -> Problems:
+    problems = given(ns, "make_redis_url", "一个按用户名、密码、端口和数据库编号拼出 Redis URL 的函数")
+    if problems:
+        return problems
+    # A server of this check's own, with new random passwords each time: only a function
+    # that escapes whatever it is given passes, never a URL typed in from an earlier run.
+    password = "p@ss:w/rd" + secrets.token_hex(3) + RESERVED
+    user_password = "u/s@e:r" + secrets.token_hex(3) + RESERVED
+    server = start_embedded(password=password)
+    try:
+        with server.client(timeout=3) as admin:
+            admin.execute_command("ACL", "SETUSER", "celery", "on", f">{user_password}", "~*", "&*", "+@all")
+        for username, secret, db in ((None, password, 2), ("celery", user_password, 5)):
+            problem = _url_problem(ns["make_redis_url"], username, secret, server.port, db)
+            if problem:
+                return [problem]
+    finally:
+        server.stop()
+    return []
 
 
 #: URLs the learner's parser is compared on, against redis-py's own parser.

@@ -27,15 +27,21 @@ def parse_with(line: str, instead: str) -> list[str]:
 
 WRONG = {
     1: [
-        Wrong(['client.set("greeting", "你好，Celery")\n'
-               'answer_1 = client.get("greeting")   # a client without decode_responses\n'],
-              hint="answer_1 是 bytes", why="bytes, not decoded"),
-        Wrong(['r = redis.Redis(host="127.0.0.1", port=broker.port)   # no db given\n'
-               'r.set("greeting", "你好，Celery")\n'
-               'answer_1 = r.get("greeting").decode()\n'],
-              hint="键 greeting 写进了 0 号数据库", why="writes to database 0"),
-        Wrong(['answer_1 = "你好，Celery"   # typed in, nothing written\n'],
-              hint="本章的数据库 /2 里没有键 greeting", why="typed in, never written"),
+        Wrong(['def make_redis_url(username, password, port, db):\n'
+               '    return f"redis://{username or \'\'}:{password}@127.0.0.1:{port}/{db}"   # not escaped\n'],
+              hint="密码没有转义", why="password not escaped"),
+        Wrong(['from urllib.parse import quote\n\n\n'
+               'def make_redis_url(username, password, port, db):\n'
+               '    return f"redis://{username or \'\'}:{quote(password)}@127.0.0.1:{port}/{db}"  # keeps /\n'],
+              hint="quote() 默认不转义 `/`", why="quote() with its default safe='/'"),
+        Wrong(['from urllib.parse import quote\n\n\n'
+               'def make_redis_url(username, password, port, db):\n'
+               '    return f"redis://:{quote(password, safe=\'\')}@127.0.0.1:{port}/{db}"   # the user forgotten\n'],
+              hint="用户名没有写进 URL", why="ACL user left out"),
+        Wrong(['from urllib.parse import quote\n\n\n'
+               'def make_redis_url(username, password, port, db):\n'
+               '    return f"redis://{username or \'\'}:{quote(password, safe=\'\')}@127.0.0.1:{port}"   # no /db\n'],
+              hint="数据库编号是 0，应该是 2", why="database number left out"),
     ],
     2: [
         Wrong(parse_with('unquote(parts.password) if', 'parts.password if'),
