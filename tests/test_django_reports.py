@@ -645,3 +645,63 @@ def test_deploy_check_passes_with_production_settings(tmp_path):
     done = manage("check", "--deploy", "--fail-level", "WARNING", tmp_path=tmp_path,
                   SECRET_KEY="k" + "x7Q2-pL9#zR4!vN8" * 4, ALLOWED_HOSTS="reports.example.com")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- Every page as rendered: no template syntax shows as text ----------------------
+
+#: Template syntax that must never reach a page: a multi-line {# #} (it is one line
+#: only) or a broken {% %} tag shows up as text, as actions.html's comment once did.
+TEMPLATE_SYNTAX = re.compile(r"\{#|#\}|\{%|%\}")
+
+
+def rendered_pages(client, owner) -> dict[str, str]:
+    """Every page of the project a learner opens, as the server renders it (the
+    report pages with a report in each state, the login pages, and the admin: its
+    index, and the list, add and change pages of every registered model)."""
+    from django.contrib import admin
+    from django.urls import NoReverseMatch
+
+    pages = {}
+
+    def get(url: str) -> None:
+        response = client.get(url)
+        assert response.status_code == 200, f"{url}: {response.status_code}"
+        if response["Content-Type"].startswith("text/html"):
+            pages[url] = response.content.decode()
+
+    get(reverse("login"))
+    client.force_login(owner)
+    for name in ("password_change", "password_change_done", "reports:create"):
+        get(reverse(name))
+    for status in ("queued", "running", "done", "failed"):
+        report = new_report(owner, status=status, error_id="0badc0de" if status == "failed" else "",
+                            message="第 3 行出错（演示用的故意失败）。" if status == "failed" else "")
+        get(reverse("reports:detail", args=[report.pk]))
+    get(reverse("admin:index"))
+    for model, model_admin in admin.site._registry.items():
+        meta = model._meta
+        for view, args in (("changelist", []), ("add", [])):
+            try:
+                get(reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=args))
+            except NoReverseMatch:
+                continue
+        first = model._default_manager.first()
+        if first is not None:
+            get(reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[first.pk]))
+    return pages
+
+
+@pytest.mark.django_db
+def test_no_rendered_page_shows_template_syntax(client, django_user_model):
+    admin_user = django_user_model.objects.create_superuser("boss", password="a-long-test-password-3")
+    pages = rendered_pages(client, admin_user)
+    assert len(pages) >= 15, sorted(pages)  # the report pages, the login pages, the admin's
+    shown = {url: TEMPLATE_SYNTAX.findall(html) for url, html in pages.items()}
+    assert not {url: found for url, found in shown.items() if found}, "template syntax shown as text"
+
+
+def test_the_check_above_catches_a_multi_line_comment():
+    from django.template import engines
+
+    page = engines["django"].from_string("{# What can be done\n with a report #}<p>ok</p>").render({})
+    assert TEMPLATE_SYNTAX.findall(page) == ["{#", "#}"]
