@@ -1,20 +1,25 @@
 """Chapter 04's exercise checks. Each one runs the learner's code against the
-chapter's real worker, its Flower (``flower_proc`` in the notebook) and the
-chapter's Redis database (REDIS_URL, which the chapter's preparation sets):
+chapter's real worker, its Flower (``FLOWER`` and ``AUTH`` in the notebook: its
+address and the user name and password) and the chapter's Redis database
+(REDIS_URL, which the chapter's preparation sets):
 
 1. ``add_results()``: the ``add`` tasks Flower knows, read from its API, as
    ``{args: result}``; the check sends an ``add`` of its own first;
 2. ``apply_via_api(x, y)``: ``slow_add(x, y, seconds=0.5)`` sent through
    Flower's ``async-apply``; returns the task id; the worker really runs it;
-3. ``queue_length(name)``: how many messages wait in a queue (LLEN); the check
-   parks messages in a queue nobody listens to, and counts them twice.
+3. ``unconsumed_queues()``: ``{queue: messages}`` of the queues that hold
+   messages no worker consumes (``inspect().active_queues()``, the broker's
+   lists, LLEN); the check parks messages in a queue nobody consumes and makes
+   a backlog on a queue the chapter's worker consumes, which must not count.
 """
 
 from __future__ import annotations
 
 import random
+import socket
 import time
 import uuid
+from dataclasses import dataclass
 
 import redis
 import requests
@@ -35,14 +40,21 @@ def _tasks():
     return tasks
 
 
-def _flower(ns: dict):
-    """The chapter's Flower process (url, auth), or None."""
-    proc = ns.get("flower_proc")
-    return proc if getattr(proc, "url", None) and getattr(proc, "auth", None) else None
+@dataclass(frozen=True)
+class _Flower:
+    url: str
+    auth: tuple[str, str]
+
+
+def _flower(ns: dict) -> _Flower | None:
+    """The chapter's Flower: its address FLOWER and its (user, password) AUTH, or None."""
+    url, auth = ns.get("FLOWER"), ns.get("AUTH")
+    ok = isinstance(url, str) and url.startswith("http") and isinstance(auth, tuple) and len(auth) == 2
+    return _Flower(url, auth) if ok else None
 
 
 def _no_flower() -> list[str]:
-    return ["找不到本章的 Flower（`flower_proc`）：重新运行“启动 Flower”一节里启动它的单元格"]
+    return ["找不到本章的 Flower（`FLOWER` 和 `AUTH`）：重新运行“启动 Flower”一节里启动它的折叠单元格"]
 
 
 def _no_worker() -> str:
@@ -127,26 +139,74 @@ def apply_via_api(ns: dict) -> list[str]:
     return problems
 
 
+#: Exercise 3's backlog: two slow tasks take both processes of the chapter's worker, which then
+#: reserves no more than its prefetch count (8) of the quick ones behind them; the rest wait in the list.
+BUSY_SECONDS = 5.0
+QUICK_TASKS = 18
+
+
+def _names(got: dict) -> dict:
+    """The answer's keys as text (a redis client without decode_responses gives bytes)."""
+    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in got.items()}
+
+
+def _settled(client, name: str, sent: int) -> int:
+    """LLEN of ``name`` once the worker has taken what it can of the ``sent`` messages
+    (it has started taking, and two reads 0.3 s apart agree)."""
+    deadline = time.monotonic() + 10
+    while client.llen(name) >= sent and time.monotonic() < deadline:
+        time.sleep(0.05)
+    last = client.llen(name)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = client.llen(name)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 @exercises.register(3)
-def queue_length(ns: dict) -> list[str]:
-    problems = selfcheck.given(ns, "queue_length", "返回队列 name 里排着多少条消息")
+def unconsumed_queues(ns: dict) -> list[str]:
+    problems = selfcheck.given(ns, "unconsumed_queues", "返回 {队列名: 条数}：排着消息、却没有 worker 消费的队列")
     if problems:
         return problems
     tasks = _tasks()
-    name = f"parking-{uuid.uuid4().hex[:8]}"     # a queue nobody listens to, new each time
+    node = ns.get("node") or f"w1@{socket.gethostname()}"     # the chapter's worker
+    tag = uuid.uuid4().hex[:8]
+    parked, busy = f"parked-{tag}", f"busy-{tag}"              # new each time
     client = redis.Redis.from_url(tasks.app.conf.broker_url, socket_timeout=5, socket_connect_timeout=5)
+    control = tasks.app.control
     try:
+        for _ in range(3):
+            tasks.add.apply_async((1, 2), queue=parked)
+        if not control.add_consumer(busy, destination=[node], reply=True, timeout=5):
+            return [f"本章的 worker {node} 没有回复：重新运行“准备”单元格"]
+        for _ in range(2):
+            tasks.slow_add.apply_async((0, 0), {"seconds": BUSY_SECONDS}, queue=busy)
+        for _ in range(QUICK_TASKS):
+            tasks.add.apply_async((0, 0), queue=busy)
+        backlog = _settled(client, busy, 2 + QUICK_TASKS)
+        got = ns["unconsumed_queues"]()
+        backlog_after = client.llen(busy)
+        if not isinstance(got, dict):
+            return [f"`unconsumed_queues()` 返回了 {type(got).__name__}，要返回一个字典 {{队列名: 条数}}"]
+        got = _names(got)
         problems = []
-        for count in (3, 5):
-            while client.llen(name) < count:
-                tasks.add.apply_async((1, 2), queue=name)
-            got = ns["queue_length"](name)
-            if got != count:
-                problems.append(f"队列 {name} 里排着 {count} 条消息，`queue_length({name!r})` 返回了 {got!r}"
-                                "：读 Redis 里名字就是参数 name 的那个 list 的长度（client.llen(name)）；"
-                                "Flower 的 /api/queues/length 只报告有 worker 在监听的队列")
-                break
+        if parked not in got:
+            problems.append(f"队列 {parked} 里排着 3 条消息、没有 worker 消费，你的结果里没有它：用 "
+                            "client.scan_iter(_type=\"list\") 找出 Broker 上所有的 list，不要只看 celery；"
+                            "也不要问 Flower，它只报告有 worker 消费的队列")
+        elif got[parked] != 3:
+            problems.append(f"队列 {parked} 里排着 3 条消息，你给出了 {got[parked]!r}：用 client.llen(名字) 数")
+        if busy in got and backlog and backlog_after:
+            problems.append(f"队列 {busy} 有 worker 在消费（{node}，见 app.control.inspect().active_queues()），"
+                            f"它排着的 {backlog} 条是积压，不是没人消费：去掉有 worker 消费的队列")
+        empty = sorted(name for name, count in got.items() if not count)
+        if empty:
+            problems.append(f"{empty} 里一条消息也没有：只返回排着消息（条数 > 0）的队列")
         return problems
     finally:
-        client.delete(name)
+        client.delete(parked, busy)
+        control.cancel_consumer(busy, destination=[node], reply=True, timeout=5)
         client.close()

@@ -7,7 +7,11 @@
                             from its log, sanitized, as a terminal window;
 3. flower_web.png           screenshots of that live Flower, taken by headless
    flower_tasks.png         Chromium (Playwright) after real tasks ran: the
-   flower_task_detail.png   workers page, the tasks page, one task's page.
+   flower_task_detail.png   workers page, the tasks page, one task's page;
+   flower_broker.png        then the Broker page while the worker takes nothing
+                            from the queue `celery` and five tasks wait in it
+                            (chapter 04's queue-length experiment). Alone:
+                            `make_pictures.py flower_broker.png`.
 4. django_report_progress.png   django_demo on a temporary SQLite file, with a
    django_report_done.png       real `celery -A django_demo worker` and
    django_admin_results.png     `manage.py runserver`, each chapter's state
@@ -184,6 +188,59 @@ def screenshots(flower, ids: dict[str, str]) -> None:
         page.wait_for_load_state("networkidle")
         shoot(page, "flower_task_detail.png", full_page=True)
         context.close()
+
+
+#: Chapter 04's queue-length experiment: the tasks that wait while the worker takes nothing from `celery`.
+WAITING = 5
+
+
+def broker_page(flower, broker_url: str) -> None:
+    """The Broker page while the worker w1 takes nothing from the queue `celery` and
+    WAITING tasks wait in it (remote control cancel_consumer); then it takes them again."""
+    import redis
+    from celery import Celery
+
+    node = f"w1@{socket.gethostname()}"
+    client = Celery("pictures", broker=broker_url, backend=broker_url, set_as_current=False)
+    lists = redis.Redis.from_url(broker_url)
+    try:
+        client.control.cancel_consumer("celery", destination=[node], reply=True, timeout=5)
+        waiting = [client.send_task(f"{APP}.add", args=(i, 100)) for i in range(WAITING)]
+        until(lambda: lists.llen("celery") == WAITING, f"{WAITING} messages in the list celery")
+        user, password = flower.auth
+        with chromium() as browser:
+            context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1, locale="en-US",
+                                          timezone_id="UTC", color_scheme="light",
+                                          http_credentials={"username": user, "password": password})
+            context.set_default_timeout(TIMEOUT_MS)
+            page = context.new_page()
+
+            def shows_the_queue() -> bool:  # the page is rendered by Flower when asked: reload until then
+                page.goto(flower.url + "/broker")
+                return page.locator("#queue-table tbody tr", has_text="celery").count() == 1
+
+            until(shows_the_queue, "the Broker page to list the queue celery")
+            shoot(page, "flower_broker.png")
+            context.close()
+        client.control.add_consumer("celery", destination=[node], reply=True, timeout=5)
+        for result in waiting:
+            result.get(timeout=TIMEOUT)
+    finally:
+        lists.close()
+        client.close()
+
+
+def broker_picture_only() -> int:
+    """`make_pictures.py flower_broker.png`: only the Broker page, with a broker, worker and Flower of its own."""
+    try:
+        broker = launcher.start_embedded()
+        launcher.start_worker(APP, broker=broker, extra_args=["-E"], cwd=str(ROOT))
+        flower = start_flower(APP, broker=broker, cwd=str(ROOT))
+        until(lambda: flower_api(flower, "/api/workers") != {}, "Flower to list the worker")
+        broker_page(flower, broker.url)
+    finally:
+        launcher.stop_all()
+    return 0
 
 
 # --- django_demo: the report page and the admin ----------------------------------
@@ -370,6 +427,7 @@ def main() -> int:
               == sorted("FAILURE" if name == "divide" else "SUCCESS" for name, *_ in BATCH),
               "Flower to record every task of the batch")
         screenshots(flower, ids)
+        broker_page(flower, broker.url)
 
         django_pictures()
     finally:
@@ -379,4 +437,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(broker_picture_only() if sys.argv[1:] == ["flower_broker.png"] else main())
