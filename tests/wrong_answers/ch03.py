@@ -1,7 +1,21 @@
 """Chapter 03's plausible wrong answers, each with a piece of the hint it must get
 (tests/exercise_matrix.py runs them in a kernel where the notebook ran)."""
 
+from selfcheck.ch03 import STUCK_QUEUE
 from tests.exercise_matrix import Wrong
+
+#: Exercise 3: the reference answer's way to the facts, and its fix; each wrong answer changes one thing.
+FACTS = """# facts
+replies = app.control.inspect(destination=[node], timeout=10).active_queues()
+consumed_queues = [queue["name"] for queue in replies[node]]
+lists = [key for key in client.keys("*") if client.type(key) == "list"]
+stuck_queue = next(key for key in lists
+                   if any(json.loads(raw)["headers"]["id"] == stuck.id for raw in client.lrange(key, 0, -1)))
+waiting = client.llen(stuck_queue)
+"""
+FIX = """def unstick():
+    app.control.add_consumer(stuck_queue, destination=[node], reply=True, timeout=10)
+"""
 
 WRONG = {
     1: [
@@ -44,11 +58,26 @@ WRONG = {
               hint="要返回三样东西 (status, result, ttl)", why="returns the whole record"),
     ],
     3: [
-        Wrong(["parked = add.delay(1, 2)   # the default queue\n"],
-              hint="list `parking` 里没有这个任务的消息", why="sent to the default queue"),
-        Wrong(["parked = add.apply_async((1, 2), routing_key=\"parking\")\n"],
-              hint="list `parking` 里没有这个任务的消息", why="routing_key instead of queue"),
-        Wrong(["parked = add.apply_async((1, 2), queue=\"parking\").id\n"],
-              hint="`parked` 是 str", why="the task id, not the AsyncResult"),
+        Wrong([FACTS + "consumed_queues = consumed_queues + [stuck_queue]   # it consumes every queue, surely\n" + FIX],
+              hint="w1 并没有监听它", why="the stuck queue among w1's queues"),
+        Wrong([FACTS + "consumed_queues = replies   # the whole reply\n" + FIX],
+              hint="要是队列名的列表", why="the raw inspect reply"),
+        Wrong([FACTS + "stuck_queue = \"celery\"   # the default queue\n" + FIX],
+              hint="发到那里的消息早就被取走执行了", why="the default queue"),
+        Wrong([FACTS + f"stuck_queue = \"_kombu.binding.{STUCK_QUEUE}\"   # a key naming it\n" + FIX],
+              hint="不是队列（队列是 list）", why="kombu's binding table"),
+        Wrong([FACTS + "waiting = 1   # only stuck itself\n" + FIX],
+              hint="和 LLEN 数出来的不一样", why="a count typed in"),
+        Wrong([FACTS + "def unstick():\n"
+                       "    add.apply_async((2, 3))   # the same sum, sent again\n"],
+              hint="那是一个新任务", why="re-sent as a new task"),
+        Wrong([FACTS + "def unstick():\n"
+                       "    app.control.add_consumer(\"celery\", destination=[node], reply=True, timeout=10)\n"],
+              hint="仍然没有 worker 监听 stuck 所在的队列", why="consumes the default queue again"),
+        Wrong([FACTS + "# tried here, then asked w1 again\n"
+                       "app.control.add_consumer(stuck_queue, destination=[node], reply=True, timeout=10)\n"
+                       "replies = app.control.inspect(destination=[node], timeout=10).active_queues()\n"
+                       "consumed_queues = [queue[\"name\"] for queue in replies[node]]\n" + FIX],
+              hint="检查开始时 w1 还在监听", why="the fix tried in the cell, then the facts"),
     ],
 }
