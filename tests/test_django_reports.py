@@ -678,7 +678,7 @@ def rendered_pages(client, owner) -> dict[str, str]:
                             message="第 3 行出错（演示用的故意失败）。" if status == "failed" else "")
         get(reverse("reports:detail", args=[report.pk]))
     get(reverse("admin:index"))
-    for model, model_admin in admin.site._registry.items():
+    for model in admin.site._registry:
         meta = model._meta
         for view, args in (("changelist", []), ("add", [])):
             try:

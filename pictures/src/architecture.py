@@ -277,7 +277,8 @@ def draw() -> plt.Figure:
 
     # (4) Child processes write results to the backend.
     for worker in WORKER_BOXES:
-        arrow(ax, (worker.right, worker.cy + 2), (BACKEND_BOX.x, BACKEND_BOX.cy + (3 if worker is WORKER_BOXES[0] else -1)))
+        target_y = BACKEND_BOX.cy + (3 if worker is WORKER_BOXES[0] else -1)
+        arrow(ax, (worker.right, worker.cy + 2), (BACKEND_BOX.x, target_y))
     write_x = (WORKER_BOXES[0].right + BACKEND_BOX.x) / 2
     label(ax, write_x, BACKEND_BOX.cy - 0.5, "写入结果", size=10)
     badge(ax, write_x, BACKEND_BOX.cy + 2.8, 4)
