@@ -13,6 +13,8 @@ sqlite3 module, as tests/test_django_worker.py does.
 from __future__ import annotations
 
 import json
+import re
+import shelve
 from datetime import datetime, timedelta
 from itertools import pairwise
 
@@ -20,6 +22,9 @@ import launcher
 from launcher.django_procs import django_env, start_beat
 from tests.django_stack import query
 from tests.helpers import DJANGO_DIR
+
+#: The time at the start of a Celery log line, by name (as chapter 06 reads it).
+LOG_TIME = re.compile(r"^\[(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}):")
 
 # --- demo_tasks.periodic -----------------------------------------------------------
 
@@ -79,19 +84,53 @@ def test_beat_only_sends_and_the_worker_runs_the_ticks(demo_app, module_broker):
         # Every message beat sent is run exactly once by the one worker.
         assert launcher.wait_for(lambda: len(every_second()) == sent, 10), (sent, len(every_second()))
         assert "Received unregistered task" not in worker.log()
-        # Beat's sends are about one second apart.
-        times = [datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
+        # Beat's sends are about one second apart (the time read as the chapter reads it).
+        times = [datetime.strptime(LOG_TIME.match(line)["time"], "%Y-%m-%d %H:%M:%S,%f")
                  for line in beat.log().splitlines() if "Sending due task tick-every-second" in line]
         # An interval entry is due one interval after its previous run was recorded,
         # which is just before that send was logged: the gaps are about 1 s or more
         # (a loaded machine makes them longer, hence no upper bound).
         gaps = [(b - a).total_seconds() for a, b in pairwise(times)]
         assert all(g >= 0.9 for g in gaps), gaps
+        # The schedule file beat wrote back when it stopped, read as the chapter reads it: our two
+        # entries and celery.backend_cleanup, which beat adds for an app without a result backend too
+        # (DisabledBackend cannot expire results by itself), and the time zone it was computed in.
+        with shelve.open(str(beat.schedule_dir / "celerybeat-schedule"), flag="r") as saved:
+            entries, saved_tz = saved["entries"], saved["tz"]
+        assert sorted(entries) == ["celery.backend_cleanup", "tick-every-minute", "tick-every-second"]
+        assert entries["tick-every-second"].total_run_count == sent
+        assert saved_tz == "Asia/Shanghai"
     finally:
         launcher.stop_together([p for p in (worker, beat) if p is not None])
         client.delete(TICKS_KEY, "celery")
         client.close()
     assert not beat.schedule_dir.exists()
+
+
+def test_beat_adds_backend_cleanup_unless_the_result_backend_expires_results_itself(demo_app, tmp_path):
+    """celery/beat.py install_default_entries(): with result_expires set, the entry is added when
+    the backend cannot expire results by itself -- no result backend at all included (chapter 06
+    says so) -- and not for Redis, whose result keys carry their expiry."""
+    from celery import Celery
+    from celery.beat import PersistentScheduler
+
+    from demo_tasks import periodic
+
+    def entries(app, name):
+        scheduler = PersistentScheduler(app=app, schedule_filename=str(tmp_path / name), lazy=False)
+        try:
+            return sorted(scheduler.schedule)
+        finally:
+            scheduler.close()
+
+    assert type(periodic.app.backend).__name__ == "DisabledBackend"
+    assert not periodic.app.backend.supports_autoexpire and periodic.app.conf.result_expires
+    assert entries(periodic.app, "standalone") == ["celery.backend_cleanup", "tick-every-minute",
+                                                   "tick-every-second"]
+    with_redis = Celery("with-redis", broker=periodic.app.conf.broker_url,
+                        backend=periodic.app.conf.broker_url, set_as_current=False)
+    assert with_redis.backend.supports_autoexpire
+    assert entries(with_redis, "redis") == []
 
 
 # --- django-celery-beat: the schedule in the database ------------------------------------

@@ -247,7 +247,7 @@ def broker_picture_only() -> int:
 # Each chapter's pictures show that chapter's own state at the point where the
 # picture appears: chapter 05's report and results page after its one report
 # (the HTTP walk-through: 季度销售报表, 4 rows); chapter 06's periodic task list
-# after its heartbeat ran and was switched off (notebooks/06, cells 25-37).
+# after its heartbeat ran and was switched off (notebooks/06: the django-celery-beat section).
 
 #: Per step of the report task: slow enough to catch the bar part-way (the
 #: page polls every 0.3 s).

@@ -18,10 +18,13 @@ WRONG = {
                "periodic_task.enabled = True\n"
                "rescheduled = periodic_task            # save() forgotten\n"],
               hint="数据库里它还是停用的", why="changed in memory, no save()"),
-        Wrong(["runs_before = heartbeat_runs()\n"
+        Wrong(["import time\n"
+               "runs_before = heartbeat_runs()\n"
                "periodic_task.enabled = True\n"
                "periodic_task.save()                   # on again, every second\n"
-               "wait_until(lambda: heartbeat_runs() > runs_before, timeout=15)\n"
+               "deadline = time.monotonic() + 15\n"
+               "while heartbeat_runs() <= runs_before and time.monotonic() < deadline:\n"
+               "    time.sleep(0.2)\n"
                "every_2s, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.SECONDS)\n"
                "# update(): no signal, beat keeps every second\n"
                "PeriodicTask.objects.filter(pk=periodic_task.pk).update(interval=every_2s)\n"
