@@ -142,7 +142,9 @@ def test_countdown_tells_sleeping_and_a_message_without_an_eta(tasks):
     assert problems(ch03, 1, {"add_later": sleeps_then_sends}) == \
         ["`add_later` 里调用了 sleep：不要在函数里等，让 worker 按 countdown 去等"]
     found = problems(ch03, 1, {"add_later": no_countdown})
-    assert any("没有 ETA" in p for p in found) and any("就到了" in p for p in found), found
+    # Always the missing ETA; "arrived in 0.xx s" too unless a loaded machine took a second to run it.
+    assert any("没有 ETA" in p for p in found), found
+    assert all("没有 ETA" in p or "就到了" in p for p in found), found
 
 
 def test_result_key_reads_its_ttl_between_two_readings_of_redis(tasks):
