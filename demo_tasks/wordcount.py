@@ -8,9 +8,14 @@ a notebook cell, with the same results::
     counts = merge([count_words(p) for p in pieces])
     top(counts, 10)                              # [("任务", ...), ("worker", ...), ("celery", ...), ...]
 
+What is counted is the course's prose: ``corpus_files()`` keeps the words a
+reader reads and drops the code in between (``prose()``: fenced code blocks,
+inline code, HTML comments, link targets and bare URLs), so ``tasks.py`` in
+backquotes adds no word "py" and ``celery -A proj worker`` no "celery" or "proj".
 Chinese has no spaces between words, so Chinese text is cut into words by
 jieba (``jieba.lcut``); English words are the runs of ASCII letters (and digits
-or ``_`` after the first letter), lowercased.
+or ``_`` after the first letter), lowercased; stop words and one-letter words
+are left out.
 
 jieba, left alone, writes "Building prefix dict from the default dictionary ..."
 and three more lines to stderr the first time it segments, and caches its
@@ -62,6 +67,13 @@ STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 _TOKENS = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff]+)|([A-Za-z][A-Za-z0-9_]*)")
 # A paragraph ends at an empty line (or a line of spaces).
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+# The code in Markdown, which prose() drops: fenced blocks (``` or ~~~, to the closing fence
+# or the end of the text), HTML comments, inline code, a link's target and bare URLs.
+_FENCED = re.compile(r"^[ \t]*(`{3,}|~{3,}).*?(?:^[ \t]*\1[^\n]*$|\Z)", re.S | re.M)
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_INLINE_CODE = re.compile(r"(`+)[^`\n].*?\1")
+_LINK_TARGET = re.compile(r"\]\([^)\s]*(?:\s+\"[^\"]*\")?\)")
+_URL = re.compile(r"https?://\S+")
 
 _jieba = None
 _jieba_lock = threading.Lock()
@@ -123,16 +135,25 @@ def notebook_markdown(path: str | os.PathLike) -> str:
     return "\n\n".join(cells)
 
 
+def prose(markdown: str) -> str:
+    """Markdown without its code: fenced code blocks, HTML comments, inline code, link
+    targets (the link's text stays) and bare URLs are removed; the rest is left as it is."""
+    for pattern, replacement in ((_FENCED, ""), (_HTML_COMMENT, ""), (_INLINE_CODE, " "),
+                                 (_LINK_TARGET, "]"), (_URL, " ")):
+        markdown = pattern.sub(replacement, markdown)
+    return markdown
+
+
 def corpus_files(root: str | os.PathLike = REPO_ROOT) -> dict[str, str]:
     """The course's own prose: README.md and the markdown cells of notebooks/*.ipynb,
-    as {path relative to ``root``: text}, in file-name order."""
+    without their code (``prose()``), as {path relative to ``root``: text}, in file-name order."""
     root = Path(root)
     texts = {}
     readme = root / "README.md"
     if readme.is_file():
-        texts["README.md"] = readme.read_text(encoding="utf-8")
+        texts["README.md"] = prose(readme.read_text(encoding="utf-8"))
     for notebook in sorted((root / "notebooks").glob("*.ipynb")):
-        texts[notebook.relative_to(root).as_posix()] = notebook_markdown(notebook)
+        texts[notebook.relative_to(root).as_posix()] = prose(notebook_markdown(notebook))
     return texts
 
 
@@ -202,4 +223,4 @@ def top(counts: Mapping[str, int], n: int = 10) -> list[tuple[str, int]]:
 
 
 __all__ = ["CACHE_VARIABLE", "STOP_WORDS", "corpus_files", "count_words", "jieba_cache_path", "merge",
-           "notebook_markdown", "paragraphs", "quiet_jieba", "split", "top"]
+           "notebook_markdown", "paragraphs", "prose", "quiet_jieba", "split", "top"]

@@ -84,8 +84,9 @@ def test_every_setup_gives_the_serial_results(rows, wf, service):
     expected_cpu = [wf.count_primes_here(CPU_LIMIT + 1000 * i) for i in range(CPU_PIECES)]
     # The service's value is a hash of (call id, attempt): predicted without calling it.
     expected_io = [flaky_service.value(f"ch08-io-{i:02d}", 0, seed=service.seed) for i in range(IO_CALLS)]
-    assert list(by_setup(rows, "CPU")) == [None, "ch08-par-c1", "ch08-par-cpus", "ch08-par-threads"]
-    assert list(by_setup(rows, "I/O")) == [None, "ch08-par-c1", "ch08-par-cpus", "ch08-par-threads"]
+    setups = [None, "ch08-par-c1", "ch08-par-cpus", "ch08-par-cpus2", "ch08-par-threads"]
+    assert list(by_setup(rows, "CPU")) == setups
+    assert list(by_setup(rows, "I/O")) == setups
     for row in rows:
         assert row.results == (expected_cpu if row.kind == "CPU" else expected_io), row.setup
         assert row.same_results, row.setup
@@ -94,7 +95,7 @@ def test_every_setup_gives_the_serial_results(rows, wf, service):
 
 def test_the_workers_are_stopped_once_measured(rows):
     names = {f"worker-{r.worker}" for r in rows if r.worker}
-    assert names == {"worker-ch08-par-c1", "worker-ch08-par-cpus", "worker-ch08-par-threads"}
+    assert names == {"worker-ch08-par-c1", "worker-ch08-par-cpus", "worker-ch08-par-cpus2", "worker-ch08-par-threads"}
     assert not names & {p.name for p in launcher.running()}
 
 
@@ -127,7 +128,7 @@ def test_most_at_once_counts_overlaps_from_arrival_times():
 
 def test_the_table_has_a_row_per_setup_with_measured_figures(rows):
     table = par.table(rows)
-    assert len(table.rows) == len(rows) == 8
+    assert len(table.rows) == len(rows) == 10
     for cells, row in zip(table.rows, rows, strict=True):
         assert cells[1] == row.setup and cells[-1] == "是"
         assert [str(c) for c in cells[2:5]] == [f"{row.seconds:.2f} 秒", f"{row.speedup:.1f} 倍", f"{row.cores:.1f} 个"]
@@ -140,8 +141,17 @@ def test_the_table_has_a_row_per_setup_with_measured_figures(rows):
 
 def test_the_chapters_verdicts_hold(rows):
     found = par.checks(rows)
-    assert len(found) == 3
+    assert len(found) == 4
     assert all(ok for _label, ok in found), found
+
+
+def test_twice_as_many_processes_as_cores_keep_at_most_the_cores_busy(rows):
+    import os
+
+    twice = by_setup(rows, "CPU")["ch08-par-cpus2"]
+    assert twice.cpu_seconds > 0
+    assert par.at_most_the_cores(twice), (twice.cpu_seconds, twice.seconds, os.cpu_count())
+    assert not par.at_most_the_cores(replace(twice, cpu_seconds=twice.seconds * 3), cores=2)
 
 
 def test_cpu_bound_work_in_one_process_or_in_threads_keeps_at_most_one_core_busy(rows):
@@ -155,9 +165,12 @@ def test_the_verdicts_fail_when_a_lesson_breaks():
     def row(kind, setup, seconds, cpu_seconds):
         return par.Row(kind, "x", seconds, 1.0, True, 0.0, 1.0, par.SETUPS[setup], cpu_seconds=cpu_seconds)
 
-    two_cores = [row("CPU", "c1", 1.0, 2.0), row("CPU", "threads", 1.0, 1.9),
+    import os
+
+    too_many = (os.cpu_count() or 1) * 2.0
+    two_cores = [row("CPU", "c1", 1.0, 2.0), row("CPU", "cpus2", 1.0, too_many), row("CPU", "threads", 1.0, 1.9),
                  row("I/O", "serial", 1.0, 0.0), row("I/O", "threads", 1.2, 0.0)]
-    assert [ok for _label, ok in par.checks(two_cores)] == [False, False, False]
+    assert [ok for _label, ok in par.checks(two_cores)] == [False, False, False, False]
     assert par.checks([]) == []
 
 
@@ -176,26 +189,40 @@ def rounds_on(latency, setup: str, worker: str) -> list:
     return rounds
 
 
-def test_without_its_own_queue_the_fast_task_waits_for_the_backlog(latency, wf):
+def test_one_worker_for_both_queues_makes_the_fast_task_wait_for_what_it_prefetched(latency, wf):
     records = {r["id"]: r for r in wf.read_records(wf.RUNS_KEY)}
     for r in rounds_on(latency, par.SHARED, par.MIXED_WORKER):
         reports = [records[i] for i in r.report_ids]
         assert {x["hostname"] for x in reports} == {r.hostname}
-        # It started only after every report had run its sleep: the backlog was all ahead of it ...
+        # The default prefetch (4 a process) took the whole backlog before the ping was sent ...
+        assert r.taken == BACKLOG and r.ahead == BACKLOG
+        # ... so it started only after every report had run its sleep,
         assert r.started_at >= max(x["time"] for x in reports) + SLOW_REPORT
-        # ... so it waited at least the sleep of every report that had not started when it was sent,
+        # ... and waited at least the sleep of every report that had not started when it was sent,
         waiting = [x for x in reports if x["time"] >= r.sent_at]
         assert r.seconds >= len(waiting) * SLOW_REPORT
-        # ... which, with the whole backlog taken by the worker before it was sent, is all but
-        # the one the worker had started on.
+        # ... which is all but the one the worker had started on.
         assert r.seconds >= (BACKLOG - 1) * SLOW_REPORT
     assert latency.median(par.SHARED) >= (BACKLOG - 1) * SLOW_REPORT
 
 
-def test_with_its_own_queue_the_fast_task_runs_on_the_other_worker(latency, wf):
+@pytest.mark.parametrize("setup, held", [(par.SHARED_PREFETCH_1, 2), (par.SHARED_NO_PREFETCH, 1)])
+def test_a_smaller_prefetch_leaves_reports_in_redis_and_fewer_ahead_of_the_fast_task(latency, wf, setup, held):
+    records = {r["id"]: r for r in wf.read_records(wf.RUNS_KEY)}
+    for r in rounds_on(latency, setup, par.MIXED_WORKERS[setup]):
+        # It had taken at least what its prefetch allows (the wait before the ping) and not the whole backlog.
+        assert held <= r.taken < BACKLOG, r
+        # Ahead of the ping: what it had taken, or one more (it takes the queues in turn), never the backlog.
+        assert 1 <= r.ahead < BACKLOG, r
+        ran = {records[i]["hostname"] for i in r.report_ids if i in records}
+        assert ran == {r.hostname}
+
+
+def test_with_its_own_worker_the_fast_task_runs_on_the_other_worker(latency, wf):
     records = {r["id"]: r for r in wf.read_records(wf.RUNS_KEY)}
     for r in rounds_on(latency, par.OWN, par.FAST_WORKER):
         assert records[r.ping_id]["hostname"] == r.hostname
+        assert r.ahead == 0
         # The reports that ran (the others were revoked before their turn) ran on the slow worker.
         ran = {records[i]["hostname"] for i in r.report_ids if i in records}
         assert {host.split("@")[0] for host in ran} <= {par.SLOW_WORKER}
@@ -209,32 +236,37 @@ def test_every_report_is_finished_or_revoked_and_the_workers_are_stopped(latency
         return {AsyncResult(i, app=wf.app).state for r in latency.rounds if r.setup == setup for i in r.report_ids}
 
     assert states(par.SHARED) == {"SUCCESS"}, "they all ran before the ping did"
-    assert states(par.OWN) <= {"SUCCESS", "REVOKED"}, "the rest was revoked once the ping had run"
-    names = {f"worker-{n}" for n in (par.MIXED_WORKER, par.SLOW_WORKER, par.FAST_WORKER)}
+    for setup in (par.SHARED_PREFETCH_1, par.SHARED_NO_PREFETCH, par.OWN):
+        assert states(setup) <= {"SUCCESS", "REVOKED"}, "the rest was revoked once the ping had run"
+    names = {f"worker-{n}" for n in (*par.MIXED_WORKERS.values(), par.SLOW_WORKER, par.FAST_WORKER)}
     assert not names & {p.name for p in launcher.running()}
 
 
-def test_the_latency_table_gives_a_median_per_setup(latency):
+def test_the_latency_table_gives_counts_and_a_median_per_setup(latency):
     table = par.latency_table(latency)
     assert table.caption == (f"fast_ping 从发出到开始运行要等多久（每轮先发 {BACKLOG} 个 slow_report({SLOW_REPORT:g})，"
                              f"共 {ROUNDS} 轮）")
-    assert table.headers == ["做法", f"{ROUNDS} 轮的中位数"]
-    for cells, setup in zip(table.rows, (par.SHARED, par.OWN), strict=True):
-        assert cells[0].startswith(setup)
-        assert str(cells[1]) == f"{latency.median(setup) * 1000:.1f} 毫秒"
+    assert table.headers[-1] == f"fast_ping 等了多久（{ROUNDS} 轮的中位数）"
+    assert latency.setups() == list(par.LATENCY_SETUPS)
+    for cells, setup in zip(table.rows, par.LATENCY_SETUPS, strict=True):
+        assert cells[0] == par._LATENCY_LABELS[setup]
+        assert str(cells[-1]) == f"{latency.median(setup) * 1000:.1f} 毫秒"
+    assert str(table.rows[0][1]) == str(table.rows[0][2]) == f"{BACKLOG} 个"
+    assert str(table.rows[-1][2]) == "0 个"
     assert latency.samples(par.SHARED) == [r.seconds for r in latency.rounds[:ROUNDS]]
-    # Other medians give the same HTML once the measured cells are blanked.
+    assert par._counts([2, 2]) == "2 个" and par._counts([2, 1, 1]) == "2、1、1 个"
+    # Other medians and counts give the same HTML once the measured cells are blanked.
     other = par.FastLatency(latency.backlog, latency.slow_seconds,
-                            [replace(r, sent_at=r.sent_at - 7.5) for r in latency.rounds])
+                            [replace(r, sent_at=r.sent_at - 7.5, taken=r.taken + 1, ahead=0) for r in latency.rounds])
     assert as_compared(par.latency_table(other)._repr_html_()) == as_compared(table._repr_html_())
 
 
 def test_the_latency_verdicts_hold_and_fail_when_a_lesson_breaks(latency):
     assert all(len(r.report_starts) == BACKLOG for r in latency.rounds if r.setup == par.SHARED)
     found = par.latency_checks(latency)
-    assert len(found) == 2 and all(ok for _label, ok in found), found
-    # The ping ahead of a report, or the setup with its own worker waiting longer: both verdicts False.
+    assert len(found) == 4 and all(ok for _label, ok in found), found
+    # The ping ahead of a report, the limited prefetch and the own worker waiting longer: every verdict False.
     broken = par.FastLatency(latency.backlog, latency.slow_seconds,
-                             [replace(r, started_at=r.sent_at + (10.0 if r.setup == par.OWN else 0.001),
+                             [replace(r, started_at=r.sent_at + (0.001 if r.setup == par.SHARED else 10.0),
                                       report_starts=[r.sent_at + 1.0] * BACKLOG) for r in latency.rounds])
-    assert [ok for _label, ok in par.latency_checks(broken)] == [False, False]
+    assert [ok for _label, ok in par.latency_checks(broken)] == [False, False, False, False]

@@ -129,6 +129,24 @@ def test_a_groups_get_naps_a_whole_interval_and_a_smaller_interval_returns_soone
     assert small < napped
 
 
+def test_a_groups_get_looks_at_the_backend_once_then_waits_for_pub_sub(wf, worker, monkeypatch):
+    """Chapter 08: on the Redis result backend, GroupResult.get() reads the whole group once
+    (one MGET), naps one interval if it is not complete, then returns on the results that
+    arrive by pub/sub: however long the tasks take and however small the interval, the
+    backend is read once -- the interval is a floor on the wait, not a polling period."""
+    backend = wf.app.backend
+    reads = []
+    original = backend.mget
+
+    def counted(keys):
+        reads.append(len(keys))
+        return original(keys)
+
+    monkeypatch.setattr(backend, "mget", counted)
+    assert group(wf.slow_step.s(0, 0.6) for _ in range(2)).apply_async().get(timeout=30, interval=0.05) == [1, 1]
+    assert reads == [2], "one MGET of both members' keys, not one every 0.05 s"
+
+
 def test_a_chord_sums_its_groups_results(wf, worker):
     result = chord(wf.add.s(i, i) for i in range(10))(wf.xsum.s())
     assert result.get(timeout=20) == 90
