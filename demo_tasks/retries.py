@@ -100,7 +100,8 @@ def fetch_once(self, url: str) -> dict:
 RETRY_POLICY = {
     # Retry only what may succeed later: 503 and timeouts, not a 4xx.
     "autoretry_for": (ServiceUnavailable, ServiceTimeout),
-    # Wait 1, 2, 4, ... seconds (2 ** retries) before each retry ...
+    # Wait 1, 2, 4, ... seconds before retry 1, 2, 3, ...: 2 ** self.request.retries,
+    # which counts from 0 (celery/app/autoretry.py) ...
     "retry_backoff": True,
     # ... but never more than 8 seconds ...
     "retry_backoff_max": 8,
@@ -193,7 +194,8 @@ def debug_me(order_id: int) -> int:
 
 @app.task(bind=True)
 def ignored(self) -> None:
-    """Ignore: the worker drops this run without storing a state (the result stays PENDING)."""
+    """Ignore: the worker stores no state for this run: the result keeps its last one
+    (STARTED here, where task_track_started is on; PENDING without it)."""
     raise Ignore()
 
 
@@ -228,7 +230,8 @@ def record_error(request, exc, traceback) -> None:
 @task_failure.connect
 def remember_failure(sender=None, task_id=None, exception=None, **_):
     """The task_failure signal: one place, in the worker, that sees every failure of
-    every task (where teams hook their error reporting, e.g. Sentry's SDK)."""
+    every task (where a team's own error reporting can hook in; the old raven client
+    did; Sentry's SDK wraps the task call instead, by patching celery.app.trace.build_tracer)."""
     if sender is not None and sender.app is app:
         _redis().rpush(FAILURES_KEY, json.dumps({"task": sender.name, "id": task_id,
                                                  "error": type(exception).__name__}))

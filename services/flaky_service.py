@@ -26,7 +26,11 @@ The protocol (every answer is JSON):
   Asking again gives the same 404: a 4xx is the caller's mistake, not worth a retry.
 - ``GET /requests``: every call so far, in order of arrival: ``{"t": unix time,
   "path", "task", "attempt", "outcome", "status"}``. ``POST /reset`` forgets them.
-- ``GET /health``: 200 ``{"ok": true}``. (Neither these three nor ``/requests`` is recorded.)
+- ``GET /config``: the options it was started with: ``{"seed", "unavailable",
+  "timeout", "slow", "hang", "slow_seconds"}`` (chapter 07 computes the failures
+  it expects from these shares).
+- ``GET /health``: 200 ``{"ok": true}``. (Requests to ``/health``, ``/config``,
+  ``/requests`` and ``/reset`` are not recorded.)
 
 Why a hash and not ``random.random()``? The fate of a call is
 ``verdict(task, attempt)``: the first 8 bytes of sha256("seed:task:attempt") read
@@ -127,6 +131,10 @@ class FlakyServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         super().__init__((ADDRESS, port), Handler)
 
+    def config(self) -> dict:
+        """The options the service was started with (GET /config)."""
+        return {"seed": self.seed, **self.rates, "hang": self.hang, "slow_seconds": self.slow_seconds}
+
     def record(self, entry: dict, line: str) -> None:
         with self.lock:
             self.recorded.append(entry)
@@ -161,6 +169,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path == "/health":
             self.send_json(200, {"ok": True})
+        elif url.path == "/config":
+            self.send_json(200, self.server.config())
         elif url.path == "/requests":
             with self.server.lock:
                 recorded = list(self.server.recorded)

@@ -283,7 +283,7 @@ MAKE_NEVER = {
 _REDIS_CLIENTS = {"redis-cli", "valkey-cli", "redis-benchmark", "valkey-benchmark"}
 _REDIS_SERVERS = {"redis-server", "valkey-server"}
 #: This machine's ports that a learner's programs use: a test never takes them.
-FIXED_PORTS = (6379, 5555, 8000, 8888)
+FIXED_PORTS = (6379, 5555, 8000, 8007, 8888)  # 8007: chapter 07's flaky service
 _LOCAL = r"(?:127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\])"
 _URL = re.compile(r"\b(?:https?|wss?|ftp)://(?P<host>[^/\s:'\"]+)|\bgit@(?P<git>[^:\s]+):")
 

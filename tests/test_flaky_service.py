@@ -155,13 +155,22 @@ def test_requests_are_recorded_in_order_and_reset_forgets_them(fresh):
     assert [e["status"] for e in recorded] == answers
     times = [e["t"] for e in recorded]
     assert times == sorted(times) and times[0] >= before - 1
-    # /health and /requests themselves are not recorded.
+    # /health, /config and /requests themselves are not recorded.
     requests.get(fresh.url + "/health", timeout=5)
+    requests.get(fresh.url + "/config", timeout=5)
     assert len(fresh.requests()) == 3
     # One log line per recorded call.
     assert launcher.wait_for(lambda: f"GET /call task={task} attempt=2 -> {answers[2]}" in fresh.log(), 5)
     fresh.reset()
     assert fresh.requests() == []
+
+
+def test_config_answers_the_options_the_service_was_started_with(service, hanging_service):
+    # Chapter 07 computes the failures it expects from these shares.
+    assert requests.get(service.url + "/config", timeout=5).json() == {
+        "seed": 7, "unavailable": 0.2, "timeout": 0.1, "slow": 0.1, "hang": 3.0, "slow_seconds": 0.2}
+    assert requests.get(hanging_service.url + "/config", timeout=5).json() == {
+        "seed": 11, "unavailable": 0, "timeout": 1.0, "slow": 0, "hang": 60.0, "slow_seconds": 0.2}
 
 
 @pytest.fixture
