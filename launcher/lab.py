@@ -52,7 +52,7 @@ def write_lab_settings(prefix: Path | None = None) -> Path:
     folder, under the venv); returns the file. Idempotent."""
     folder = Path(prefix or sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.d"
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "celery-course.json"
+    target = folder / "django-celery-course.json"
     text = json.dumps(LAB_SETTINGS, indent=2) + "\n"
     if not target.is_file() or target.read_text() != text:
         target.write_text(text)
