@@ -323,9 +323,39 @@ def _server_error(server) -> str:
     return f"（服务器的日志：{lines[-1].strip()[:200]}）" if lines else ""
 
 
-def _worker_errors(worker) -> str:
-    lines = [line for line in worker.log().splitlines()
-             if "ERROR" in line or "Error" in line or "unregistered" in line]
+_EMAIL_TASK_LINE = re.compile(r"Task reports\.tasks\.email_report\[[\w-]+\] "
+                              r"(?P<what>received|succeeded in|raised unexpected: (?P<error>.*))")
+
+
+def _task_outcome(log: str) -> tuple[bool, str]:
+    """Did the exercise's worker receive email_report, and how did it end ("" while it runs,
+    "succeeded", or the exception line)?"""
+    received, outcome = False, ""
+    for match in _EMAIL_TASK_LINE.finditer(log):
+        if match["what"] == "received":
+            received = True
+        else:
+            outcome = match["error"] or "succeeded"
+    return received, outcome
+
+
+def _no_mail(log: str) -> str:
+    """What to fix when no mail came: the file the worker's log points at (the task ran and
+    failed, ran without sending, or never arrived because the view did not send it)."""
+    received, outcome = _task_outcome(log)
+    if outcome and outcome != "succeeded":
+        return (f"reports/tasks.py 的 email_report 在 worker 里出错：{outcome.strip()[:200]}"
+                "（视图已经把任务发出来了，错在任务）")
+    if outcome == "succeeded":
+        return "reports/tasks.py 的 email_report 运行完了，却没有发出邮件：最后要调用 message.send()"
+    if received:
+        return f"reports/tasks.py 的 email_report {WAIT:g} 秒内没有运行完：它在等什么？"
+    return (f"按下按钮 {WAIT:g} 秒后，worker 还没有收到 email_report：reports/views.py 的 email_report_view "
+            "要在提交之后发送它（email_report.delay_on_commit(str(report.pk))）。" + _worker_errors_in(log))
+
+
+def _worker_errors_in(log: str) -> str:
+    lines = [line for line in log.splitlines() if "ERROR" in line or "Error" in line or "unregistered" in line]
     return (" worker 的日志：" + lines[-1].strip()[:200]) if lines else " worker 的日志里没有错误。"
 
 
@@ -385,14 +415,15 @@ def task_and_button(ns: dict) -> list[str]:
             return [f"按下按钮，服务器回答 HTTP {reply.status_code}：看 reports/views.py 里的 email_report_view"
                     + _server_error(server)]
         # The file backend creates the file first, then writes the message and, last, its
-        # line of dashes: a mail is complete once its file ends with that line.
+        # line of dashes: a mail is complete once its file ends with that line. The task
+        # failing or finishing without a mail ends the wait too.
         deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline and not _complete_mails(outbox):
+        while (time.monotonic() < deadline and not _complete_mails(outbox)
+               and not _task_outcome(worker.log())[1]):
             time.sleep(0.2)
         mails = _complete_mails(outbox)
         if not mails:
-            return [f"按下按钮 {WAIT:g} 秒后还没有邮件。reports/views.py 的 email_report_view 发送 email_report 了吗"
-                    "（提交之后）？" + _worker_errors(worker)]
+            return [_no_mail(worker.log())]
         mail = _read_mail(mails[0])
     finally:
         for proc in reversed(started):

@@ -705,3 +705,47 @@ def test_the_check_above_catches_a_multi_line_comment():
 
     page = engines["django"].from_string("{# What can be done\n with a report #}<p>ok</p>").render({})
     assert TEMPLATE_SYNTAX.findall(page) == ["{#", "#}"]
+
+
+# --- chapter 05's view test: django_demo/reports/tests.py, printed by the chapter, run as printed ----------
+
+def manage_py_test(project_dir) -> str:
+    """``DEBUG=true python manage.py test reports -v 2`` in ``project_dir``, as a learner's terminal
+    runs it (none of the course's settings); its output. A failing test exits non-zero."""
+    import os
+    import subprocess
+    import sys
+
+    from launcher.shown import without_settings
+
+    env = {**without_settings(os.environ), "DEBUG": "true", "PYTHONPATH": str(project_dir)}
+    done = subprocess.run([sys.executable, "manage.py", "test", "reports", "-v", "2"], cwd=project_dir, env=env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return f"exit {done.returncode}\n{done.stdout}{done.stderr}"
+
+
+def test_the_view_test_the_chapter_prints_passes():
+    output = manage_py_test(DJANGO_DIR)
+    assert output.startswith("exit 0\n"), output
+    assert re.search(r"^test_the_task_is_sent_after_commit_with_the_reports_id .* \.\.\. ok$", output, re.M), output
+    assert re.search(r"^test_without_a_login_the_view_does_not_run .* \.\.\. ok$", output, re.M), output
+    assert re.search(r"^Ran 2 tests ", output, re.M), output
+
+
+def test_the_view_test_fails_without_its_login(tmp_path):
+    """The review's finding: the snippet posted to create_report (@login_required) without logging
+    in, got a 302 and captured no callback. The same test without force_login must fail."""
+    import shutil
+
+    copy = tmp_path / "django_demo"
+    shutil.copytree(DJANGO_DIR, copy, ignore=shutil.ignore_patterns("db.sqlite3*", "media", "__pycache__",
+                                                                     "*.egg-info", "staticfiles"))
+    tests_py = copy / "reports" / "tests.py"
+    printed = tests_py.read_text()
+    login = "        self.client.force_login(self.user)   # create_report is @login_required\n"
+    assert login in printed
+    tests_py.write_text(printed.replace(login, ""))
+    output = manage_py_test(copy)
+    assert output.startswith("exit 1\n"), output
+    assert re.search(r"^test_the_task_is_sent_after_commit_with_the_reports_id .* \.\.\. FAIL$", output, re.M), output
+    assert "AssertionError: 0 != 1" in output, output

@@ -1,4 +1,5 @@
-"""Chapter 05's own-project blocks (the five steps, the async view, the view's test),
+"""Chapter 05's own-project blocks (the five steps: INSTALLED_APPS and the CELERY_ settings are two
+blocks of proj/settings.py; the async view, the view's test),
 assembled as printed into a fresh ``django-admin startproject proj`` + ``startapp
 myapp`` and run against a real broker and a real ``celery -A proj worker``
 (tests/own_project.py says how)."""
@@ -27,7 +28,7 @@ def wait_for_email(chapter, to: str, since: int = 0) -> str:
     return chapter.worker.log(since)
 
 
-@checks("05:proj/celery.py", "05:proj/__init__.py", "05:proj/settings.py", "05:myapp/tasks.py")
+@checks("05:proj/celery.py", "05:proj/__init__.py", "05:proj/settings.py", "05:proj/settings.py#2", "05:myapp/tasks.py")
 def test_the_task_runs_on_the_worker_and_its_result_is_in_the_database(chapter):
     mark = chapter.worker.mark()
     result = chapter.project.django("""

@@ -29,6 +29,18 @@ def email_report(report_id: str) -> str:
     message.send()
     return report.owner.email'''
 
+_TASK_WRONG_FIELD = '''%%writeblock reports/tasks.py exercise-3
+from django.core.mail import EmailMessage
+
+
+@shared_task
+def email_report(report_id: str) -> str:
+    report = Report.objects.select_related("owner").get(pk=report_id)
+    message = EmailMessage(subject=f"报表：{report.title}", body="你要的报表在附件里。", to=[report.owner.mail])
+    message.attach_file(settings.MEDIA_ROOT / report.file)
+    message.send()
+    return report.owner.email'''
+
 _VIEW = '''%%writeblock reports/views.py exercise-3
 from .tasks import email_report
 
@@ -94,6 +106,9 @@ WRONG = {
               hint="actions.html 的表单里少了 {% csrf_token %}", why="form without csrf_token"),
         Wrong([_TASK_WITHOUT_ATTACHMENT, _VIEW, _URL, _BUTTON],
               hint="reports/tasks.py 的 email_report：邮件没有附件", why="mail without the CSV"),
+        Wrong([_TASK_WRONG_FIELD, _VIEW, _URL, _BUTTON],
+              hint="reports/tasks.py 的 email_report 在 worker 里出错：AttributeError",
+              why="the task fails in the worker; the view is right (the hint blamed the view)"),
         Wrong([_TASK, _VIEW_SENDING_THE_OBJECT, _URL, _BUTTON],
               hint="reports/views.py 里的 email_report_view（服务器的日志：kombu.exceptions.EncodeError",
               why="the view sends the Report object"),
