@@ -55,6 +55,7 @@ FILES = {
     "tests/test_flaky_service.py": "07",
     "tests/test_retries.py": "07",
     "tests/test_periodic.py": "06",
+    "tests/test_seed_schedules.py": "06",
     "tests/test_django_browser.py": "05",
     "tests/test_django_reports.py": "05",
     "tests/test_django_worker.py": "05",

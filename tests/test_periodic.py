@@ -2,7 +2,8 @@
 
 - demo_tasks.periodic: its schedule, and beat + worker on an embedded broker;
 - django-celery-beat: a PeriodicTask row in a migrated SQLite file, run by
-  beat's DatabaseScheduler and a django_demo worker, then disabled.
+  beat's DatabaseScheduler and a django_demo worker, then disabled; and a
+  ClockedSchedule one-off, sent once at its time and disabled at beat's next re-read.
 
 demo_tasks is imported only inside tests that use the demo_app fixture (it
 must be imported after REDIS_URL is set). Django is never set up in this
@@ -15,8 +16,9 @@ from __future__ import annotations
 import json
 import re
 import shelve
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from itertools import pairwise
+from zoneinfo import ZoneInfo
 
 import launcher
 from launcher.django_procs import django_env, start_beat
@@ -147,6 +149,16 @@ PeriodicTask.objects.create(name="control", task="reports.tasks.heartbeat", inte
 #: Sends after beat noticed the change that a disabled heartbeat must sit out.
 CONTROL_SENDS = 3
 
+#: A one-off at a clock time a few seconds ahead, created while beat runs (chapter 06's
+#: ClockedSchedule): beat hears of it through PeriodicTasks, as of any save().
+CREATE_ONE_OFF = """
+from datetime import timedelta
+from django.utils import timezone
+from django_celery_beat.models import ClockedSchedule, PeriodicTask
+at = ClockedSchedule.objects.create(clocked_time=timezone.now() + timedelta(seconds=3))
+PeriodicTask.objects.create(name="once", task="reports.tasks.heartbeat", clocked=at, one_off=True)
+"""
+
 DISABLE_HEARTBEAT = """
 from django_celery_beat.models import PeriodicTask
 task = PeriodicTask.objects.get(name="heartbeat")
@@ -178,6 +190,21 @@ def test_database_scheduler_runs_a_periodic_task_and_stops_when_it_is_disabled(t
         assert "django_celery_beat.schedulers.DatabaseScheduler" in beat.log()
         assert launcher.wait_for(lambda: runs() >= 2, 20, interval=0.1), beat.tail(20)
 
+        # A ClockedSchedule one-off: sent once, not before its time, and run by the worker.
+        launcher.manage("shell", "-v", "0", "-c", CREATE_ONE_OFF, env=env)
+        assert launcher.wait_for(lambda: runs("once") == 1, 30, interval=0.1), beat.tail(20)
+        due = datetime.fromisoformat(query(db, "SELECT clocked_time FROM django_celery_beat_clockedschedule")[0]
+                                     ).replace(tzinfo=timezone.utc)
+        sent_lines = [line for line in beat.log().splitlines() if "Sending due task once " in line]
+        assert len(sent_lines) == 1, sent_lines
+        # Beat's log is in the project's TIME_ZONE (Django sets the process's TZ); milliseconds, truncated.
+        sent_at = datetime.strptime(LOG_TIME.match(sent_lines[0])["time"], "%Y-%m-%d %H:%M:%S,%f"
+                                    ).replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+        assert sent_at >= due - timedelta(milliseconds=1), (sent_at, due)
+        # Sent and run, the row is still enabled: beat disables a one-off only when it asks
+        # is_due() again, at its next re-read of the schedule (the save() below causes one).
+        assert query(db, "SELECT enabled FROM django_celery_beat_periodictask WHERE name = 'once'") == (1,)
+
         # While both are enabled, beat sends them at the same ticks: the control's
         # sends stand for the heartbeat's chances to be sent.
         assert abs(sends("heartbeat") - sends("control")) <= 1, beat.tail(20)
@@ -197,5 +224,10 @@ def test_database_scheduler_runs_a_periodic_task_and_stops_when_it_is_disabled(t
                                    "WHERE name = 'heartbeat'")
         # Beat writes its counters back when it re-reads the changed schedule.
         assert (enabled, count) == (0, sent)
+        # The re-read disabled the one-off (its counter reset, last_run_at cleared by save()); beat
+        # has looked at its schedule again and again since, and never sent it a second time.
+        assert query(db, "SELECT enabled, total_run_count, last_run_at FROM django_celery_beat_periodictask "
+                         "WHERE name = 'once'") == (0, 0, None)
+        assert beat.log().count("Sending due task once ") == 1 and runs("once") == 1
     finally:
         launcher.stop_together(started)
