@@ -43,8 +43,8 @@ SETTING_NAMES = frozenset({
 #: Settings the chapters' plain apps read beside REDIS_URL: a Celery program gets them
 #: from the kernel that starts it, as a Django process gets Django's.
 APP_SETTINGS = frozenset({"JIEBA_CACHE_DIR"})
-SETTING_PREFIXES = ("CELERY_", "FLOWER_", "DJANGO_", "DATABASE_", "REPORT_", "EMAIL_", "SECURE_", "SECRET_",
-                    "COURSE_ADMIN_")
+SETTING_PREFIXES = ("CELERY_", "FLOWER_", "DJANGO_", "DATABASE_", "REPORT_", "WORDCOUNT_", "EMAIL_", "SECURE_",
+                    "SECRET_", "COURSE_ADMIN_")
 #: Set for every process of a session (or of a chapter's owner, launcher.owner) so that it
 #: can be found and stopped; not a setting.
 PLUMBING = frozenset({"CELERY_COURSE_SESSION", "CELERY_COURSE_OWNER", "PYTHONUNBUFFERED", "TMPDIR"})

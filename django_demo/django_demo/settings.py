@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -100,6 +101,8 @@ INSTALLED_APPS = [
     # Periodic tasks as rows (admin: "Periodic tasks"), read by beat (chapter 06).
     "django_celery_beat",
     "reports",
+    # Chapter 08: a word count started from a view as a chord, followed on a progress page.
+    "wordcounts",
 ]
 
 MIDDLEWARE = [
@@ -197,6 +200,9 @@ REPORT_LOST_AFTER_SECONDS = float(os.environ.get("REPORT_LOST_AFTER_SECONDS",
                                                  max(10.0, 4 * REPORT_STEP_SECONDS)))
 # A report no worker has started for this long is given up on the same way.
 REPORT_QUEUE_TIMEOUT_SECONDS = float(os.environ.get("REPORT_QUEUE_TIMEOUT_SECONDS", "600"))
+# Each piece of a word count (wordcounts/tasks.py) waits this long before it counts, so
+# the progress page visibly moves (counting a piece of text itself takes a few milliseconds).
+WORDCOUNT_PIECE_SECONDS = float(os.environ.get("WORDCOUNT_PIECE_SECONDS", "0.5"))
 
 # Mail: printed on the console (runserver's or the worker's) unless the
 # environment names a backend, e.g. django.core.mail.backends.filebased.EmailBackend
@@ -296,3 +302,14 @@ CELERY_TASK_SEND_SENT_EVENT = True
 # Periodic tasks live in the database (django_celery_beat), editable in the admin.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#beat-scheduler
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Chapter 08: the word counts' chord (its pieces and its merge) goes to a queue of
+# its own, so a long count never holds up the reports in the default queue. The
+# route is applied when a task is sent: by the web process for the pieces, by the
+# worker for the merge (django-db sends the callback when the last piece is done).
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-routes
+CELERY_TASK_ROUTES = {"wordcounts.tasks.*": {"queue": "wordcounts"}}
+# What a worker started without -Q consumes: both queues, so the project's one worker
+# command (make lab, the chapters, compose) takes them all; each under its own routing
+# key. A worker just for the word counts: celery -A django_demo worker -Q wordcounts
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-queues
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in (CELERY_TASK_DEFAULT_QUEUE, "wordcounts")]

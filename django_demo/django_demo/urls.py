@@ -1,4 +1,4 @@
-"""URLs: the admin, logging in and out, and the report pages at the site root."""
+"""URLs: the admin, logging in and out, the word counts (chapter 08), and the report pages at the site root."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -7,5 +7,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # login/, logout/ (and password change) with Django's own views.
     path("accounts/", include("django.contrib.auth.urls")),
+    path("wordcounts/", include("wordcounts.urls")),
     path("", include("reports.urls")),
 ]
