@@ -3,7 +3,9 @@
 Small tasks that are put together into bigger work: signatures (``add.s(2)``),
 chains (``a | b``), groups, chords, chunks, map/starmap; a task that fails in
 the middle of a workflow and an error callback that sees it; the mistake of
-waiting for a result inside a task; queues and rate limits. Start a worker for
+waiting for a result inside a task; queues; rate limits, per worker
+(``rate_limit``) and over all workers (a token bucket in Redis,
+demo_tasks/ratelimit.py). Start a worker for
 this module with::
 
     celery -A demo_tasks.workflows worker --loglevel=info
@@ -53,10 +55,6 @@ app.conf.task_routes = {"demo_tasks.workflows.slow_report": {"queue": "slow"}}
 ERRBACKS_KEY = "demo:workflows:errbacks"
 #: The Redis list where slow_report and fast_ping record which worker ran them, and when.
 RUNS_KEY = "demo:workflows:runs"
-#: The Redis list where every run of ``limited`` records its worker and start time.
-LIMITED_KEY = "demo:workflows:limited"
-#: The rate limit of ``limited``: at most one run per second *per worker* (see below).
-RATE_LIMIT = "60/m"
 
 
 # --- Building blocks: small tasks that signatures, chains and groups combine -------
@@ -204,17 +202,39 @@ def prioritized(self, label: str) -> str:
 
 # rate_limit is enforced by each worker on its own: a token bucket in the worker's
 # main process, shared by its pool processes, but not with other workers. Two
-# workers each run up to 60 a minute: 120 together. For a limit over all workers
-# (an API that allows 60 calls a minute in total), either share one bucket, e.g.
-# a token bucket in Redis that every run takes a token from, or send the task to
-# a queue of its own that a single worker consumes (its rate_limit is then the
-# whole limit; --concurrency=1 also keeps the calls one at a time).
+# workers each run up to 5 a second: 10 together. For a limit over all workers
+# (an API that allows 5 calls a second in total) every run takes a token from one
+# bucket in Redis first (demo_tasks/ratelimit.py), and a run that finds none
+# retries a moment later. (The other way: a queue of its own that one single
+# worker consumes; its rate_limit is then the whole limit, whatever its --concurrency.)
 # https://docs.celeryq.dev/en/stable/userguide/tasks.html#Task.rate_limit
-@app.task(bind=True, rate_limit=RATE_LIMIT)
-def limited(self, n: int) -> int:
-    """At most one run a second per worker: the worker holds the others back."""
-    _record_run(LIMITED_KEY, self, n=n)
-    return n
+
+#: The limit both tasks below keep: 5 calls a second.
+RATE = 5
+#: Celery's own rate_limit for it (per worker).
+RATE_LIMIT = f"{RATE}/s"
+#: The shared bucket's key in Redis (demo_tasks.ratelimit adds its prefix).
+BUCKET_KEY = "flaky-service"
+
+
+@app.task(rate_limit=RATE_LIMIT)
+def call_per_worker(url: str, call: str) -> int:
+    """One call of the service, at most RATE a second -- per worker: the worker holds
+    the others back, and another worker has a bucket of its own."""
+    return wait_on_here(url, call)
+
+
+@app.task(bind=True, max_retries=None)
+def call_throttled(self, url: str, call: str) -> dict:
+    """One call of the service, at most RATE a second over ALL workers: a token from
+    the bucket in Redis first; none left, and the task retries a moment later
+    (max_retries=None: every wait for a token counts as a retry). Returns the value,
+    the Redis time the token was granted, and how many times it waited."""
+    from demo_tasks import ratelimit
+
+    with _redis() as client:
+        token = ratelimit.take_or_retry(self, client, BUCKET_KEY, RATE)
+    return {"value": wait_on_here(url, call), "granted_at": token.at, "waits": self.request.retries}
 
 
 # --- A real pipeline: count the words of a corpus with a chord ------------------------
@@ -279,6 +299,6 @@ def read_stored_top_words() -> list[list] | None:
 
 
 def read_records(key: str) -> list[dict]:
-    """The records left in ERRBACKS_KEY, RUNS_KEY, LIMITED_KEY or PRIORITY_KEY, oldest first."""
+    """The records left in ERRBACKS_KEY, RUNS_KEY or PRIORITY_KEY, oldest first."""
     with _redis() as client:
         return [json.loads(item) for item in client.lrange(key, 0, -1)]

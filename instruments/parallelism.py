@@ -449,9 +449,8 @@ def measure_fast_latency(broker, *, rounds: int = 5, slow_seconds: float = 0.3, 
                 name = MIXED_WORKERS[setup]
                 specs, fast, slow = [_spec(name, 1, [fast_queue, slow_queue], PREFETCH_ARGS[setup])], name, name
             # An executor per setup: leaving it waits until the setup's workers have stopped.
-            with ThreadPoolExecutor(max_workers=4) as helper:
-                with _workers(helper, broker, *specs):
-                    done = [one_round(setup, conn) for _ in range(rounds)]
+            with ThreadPoolExecutor(max_workers=4) as helper, _workers(helper, broker, *specs):
+                done = [one_round(setup, conn) for _ in range(rounds)]
             # A revoked report is marked REVOKED before the worker acknowledges its message, so a
             # worker stopped right after may put the message back into the list as it shuts down.
             # Every report of these rounds is done or revoked: what is left is stale, and the next
@@ -490,7 +489,8 @@ def latency_table(result: FastLatency) -> Table:
         rows.append([_LATENCY_LABELS[setup], Measured(_counts([r.taken for r in done])),
                      Measured(_counts([r.ahead for r in done])), Measured(f"{result.median(setup) * 1000:.1f} 毫秒")])
     return Table(["做法", "发 fast_ping 时，worker 已从 Redis 取走的 slow_report",
-                  "在同一个 worker 上排在 fast_ping 前面运行的 slow_report", f"fast_ping 等了多久（{rounds} 轮的中位数）"],
+                  "在同一个 worker 上排在 fast_ping 前面运行的 slow_report",
+                  f"fast_ping 等了多久（{rounds} 轮的中位数）"],
                  rows,
                  caption=f"fast_ping 从发出到开始运行要等多久（每轮先发 {result.backlog} 个 "
                          f"slow_report({result.slow_seconds:g})，共 {rounds} 轮）")

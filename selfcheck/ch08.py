@@ -1,10 +1,14 @@
 """Chapter 08's exercise checks, run against the chapter's real workers.
 
-1. ``average_of_squares(numbers)`` returns a chord *signature* (not a result):
-   ``mul.s(x, x)`` for every number in its header, ``average.s()`` as its
-   callback. The check looks at the signature's shape first (so a group, a
-   chain or a chord that was already sent each get their own hint), then sends
-   it twice and compares the answers.
+1. A word-count chord that tolerates a failing piece: in ``my_tasks.py`` (the
+   chapter's scratch folder, ``%%writeblock my_tasks.py exercise-1``) the tasks
+   ``count_piece_safely(text)`` and ``merge_safely(results)``. The check starts a
+   new worker for the file (queue ``ch08-exercises``: it imports the file afresh),
+   sends three chords of small pieces -- one with a piece that was never read
+   (None), one with a piece that is not text, one without a broken piece -- and
+   wants from the callback ``{"top": [[word, count], ...], "failed": [indexes]}``:
+   the top words of the pieces that worked, and which ones failed. How a piece
+   tells the callback that it failed is the learner's design.
 2. ``my_routes`` (a ``task_routes`` dict) sends ``fast_ping`` to the queue
    ``ch08-ping`` and keeps ``slow_report`` on ``slow``; ``ping_worker_command``
    starts a worker that consumes ``ch08-ping`` only. The check routes with the
@@ -16,15 +20,15 @@ Either check can run again and again with the same verdict for the same answer:
 every send gets a new task id, and a check reads only the results and run records
 of the ids it sent itself (what an earlier attempt left is never looked at). A
 worker the learner joined to the chapter's database may run the check's tasks:
-exercise 1 reads results, whoever computed them; exercise 2 accepts any worker
+exercise 1 has a worker and a queue of its own; exercise 2 accepts any worker
 that consumes ``ch08-ping`` (asked with ``inspect``, whatever number answer).
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import shlex
+from pathlib import Path
 
 import selfcheck
 
@@ -35,101 +39,144 @@ PING_QUEUE = "ch08-ping"
 #: How long a check waits for a worker (a busy machine is slow, not wrong).
 WAIT = 20.0
 
-MUL = "demo_tasks.workflows.mul"
-AVERAGE = "demo_tasks.workflows.average"
 FAST_PING = "demo_tasks.workflows.fast_ping"
 SLOW_REPORT = "demo_tasks.workflows.slow_report"
 
 
-# --- Exercise 1: a chord that averages ------------------------------------------------------
+# --- Exercise 1: a word count that survives a failing piece --------------------------------
 
-def _shown(signature) -> str:
-    """A header or callback signature as the learner wrote it: ``mul.s(1, 1)``."""
-    name = str(signature.task).rsplit(".", 1)[-1]
-    words = [repr(a) for a in signature.args] + [f"{k}={v!r}" for k, v in signature.kwargs.items()]
-    return f"{name}.{'si' if signature.immutable else 's'}({', '.join(words)})"
+#: The queue of exercise 1's worker (not the chapter worker's ``celery``).
+QUEUE = "ch08-exercises"
+#: The learner's file, in the chapter's scratch folder (``exercises_dir``).
+FILE = "my_tasks.py"
+COUNT = "my_tasks.count_piece_safely"
+MERGE = "my_tasks.merge_safely"
 
+#: The beginning of my_tasks.py: the exercise adds its tasks below it.
+STARTER = '''"""Your tasks for chapter 08's exercise 1. A worker for this file:
+celery -A my_tasks worker --loglevel=info --queues=ch08-exercises"""
 
-def _squares(x, signature) -> bool:
-    """Whether the header signature is a call of mul(x, x) (positional or by keyword)."""
-    from demo_tasks import workflows
+import os
 
-    try:
-        bound = inspect.signature(workflows.mul.run).bind(*signature.args, **signature.kwargs)
-    except TypeError:
-        return False
-    return bound.arguments == {"x": x, "y": x}
+from celery import Celery
 
+from demo_tasks import wordcount
 
-def _not_a_chord(signature) -> str:
-    """The hint for a returned value that is not a chord signature."""
-    from celery.canvas import Signature, _chain, group
-    from celery.result import ResultBase
+app = Celery("my_tasks", broker=os.environ["REDIS_URL"], backend=os.environ["REDIS_URL"])
+app.conf.task_default_queue = "ch08-exercises"    # not the queue of the chapter's worker
 
-    if isinstance(signature, ResultBase):
-        return ("average_of_squares 返回了一个结果（AsyncResult）：它已经把任务发出去了。"
-                "返回签名 chord(头部, average.s())；不要调用 delay()、apply_async()，"
-                "也不要写成 chord(头部)(average.s())（那样会立刻发送）")
-    if isinstance(signature, (int, float)) and not isinstance(signature, bool):
-        return (f"average_of_squares 返回了一个数 {signature!r}：结果在函数里就算出来了（用 get() 等了结果？）。"
-                "返回 chord 签名，让 worker 去算，检查会自己发送它")
-    if isinstance(signature, group):
-        return ("返回的是 group：它只有头部，没有回调。写成 chord(头部, average.s())，"
-                "或者 group(…) | average.s()")
-    if isinstance(signature, _chain):
-        return ("返回的是 chain：一步接一步，上一步的结果补进下一步。这里要的是 chord："
-                "头部的 mul.s(x, x) 同时运行，回调 average.s() 收到它们的结果列表")
-    if isinstance(signature, Signature):
-        return f"返回的是一个任务的签名 {_shown(signature)}，不是 chord：用 chord(头部, average.s())"
-    return f"average_of_squares 应该返回一个签名（chord），现在返回的是 {type(signature).__name__}"
+# The exercise's answer is a block below, written by the notebook (%%writeblock my_tasks.py exercise-1).
+'''
+
+#: Small pieces of text the check counts (the chapter's own words). The broken pieces it slips in:
+#: one that was never read (None) and one that is not text at all (a number).
+PIECES = ("Celery 把任务交给 worker，worker 运行任务，结果存进结果后端。",
+          "chord 等头部的任务都完成，再把结果交给回调。回调汇总结果。",
+          "一个任务失败了，chord 的回调就不运行：除非每一块自己接住错误。")
+#: (pieces, the indexes of the ones that fail) for each chord the check sends.
+CASES = (((PIECES[0], None, PIECES[2]), [1]),
+         ((7, PIECES[1]), [0]),
+         (PIECES, []))
 
 
-def _chord_problems(signature, numbers: list[int]) -> list[str]:
-    """What is wrong with the header and the callback of a chord for ``numbers``."""
+def _describe(piece) -> str:
+    if piece is None:
+        return "没读到的一块 None"
+    if not isinstance(piece, str):
+        return f"不是文字的一块 {piece!r}"
+    return f"“{piece[:8]}…”"
+
+
+def _expected_top(pieces, n: int = 10) -> list[list]:
+    from demo_tasks import wordcount
+
+    counts = wordcount.merge(wordcount.count_words(p) for p in pieces if isinstance(p, str))
+    return [[word, count] for word, count in wordcount.top(counts, n)]
+
+
+def _files(ns: dict) -> selfcheck.Workspace | None:
+    folder = ns.get("exercises_dir")
+    if folder is None or not (Path(folder) / FILE).exists():
+        return None
+    return selfcheck.Workspace(folder, "exercises")
+
+
+def _purge(app) -> None:
+    """Drop what an earlier attempt left waiting in the exercise's queue."""
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(QUEUE)
+
+
+def _judge(result, pieces, failing: list[int]) -> list[str]:
+    """What is wrong with one chord's outcome (what merge_safely returned)."""
+    if not isinstance(result, dict) or not {"top", "failed"} <= set(result):
+        return [f"merge_safely 返回了 {result!r:.120}：它应该返回一个字典 "
+                "{\"top\": 前 10 个词 [[词, 次数], ...], \"failed\": [失败的块的序号]}"]
     problems = []
-    header = list(signature.tasks)
-    if len(header) != len(numbers) or any(task.task != MUL for task in header):
-        problems.append(f"头部应该是每个数一个 mul.s(x, x)（{numbers} 就是 {len(numbers)} 个），"
-                        f"现在是 [{', '.join(_shown(task) for task in header)}]")
-    else:
-        wrong = [_shown(task) for x, task in zip(numbers, header, strict=True) if not _squares(x, task)]
-        if wrong:
-            problems.append(f"头部的 mul 要算 x 的平方，也就是 mul.s(x, x)：{numbers} 得到的却有 {', '.join(wrong)}")
-    body = signature.body
-    if body is None or body.task != AVERAGE:
-        problems.append("回调应该是 average.s()：它收到头部所有结果组成的列表"
-                        + ("" if body is None else f"（现在是 {_shown(body)}）"))
-    elif body.immutable or body.args or body.kwargs:
-        problems.append(f"回调要写成 average.s()，不带参数也不用 .si()：它唯一的参数就是头部结果的列表"
-                        f"（现在是 {_shown(body)}）")
+    failed = result["failed"]
+    if not isinstance(failed, list) or sorted(failed) != failing:
+        which = "、".join(f"第 {i} 块（{_describe(pieces[i])}）" for i in failing) or "没有一块"
+        problems.append(f"{len(pieces)} 块里失败的是 {which}，failed 应该是 {failing}，现在是 {failed!r}："
+                        "回调要从每一块的返回值里认出失败的那块（结果按块发送的顺序排列，序号从 0 数）")
+    expected = _expected_top(pieces)
+    if [list(pair) for pair in result["top"] or []] != expected:
+        problems.append(f"top 应该是成功的那几块的词频加起来的前 10 个（{expected[:2]}…），现在是 "
+                        f"{result['top']!r:.120}：用 wordcount.merge 加起来，wordcount.top 取前 10 个")
     return problems
 
 
 @exercises.register(1)
-def average_chord(ns: dict) -> list[str]:
-    problems = selfcheck.given(ns, "average_of_squares", "一个返回 chord 签名的函数")
-    if problems:
-        return problems
-    from celery.canvas import _chord
+def tolerant_chord(ns: dict) -> list[str]:
+    from celery import Celery, chord
     from celery.exceptions import TimeoutError as ResultTimeout
 
-    for numbers, expected in (([1, 2, 3, 4], 7.5), ([3], 9.0)):
-        signature = ns["average_of_squares"](numbers)
-        if not isinstance(signature, _chord):
-            return [_not_a_chord(signature)]
-        problems = _chord_problems(signature, numbers)
-        if problems:
-            return problems
-        try:    # a new chord each time: new task ids, so nothing an earlier attempt left is read
-            got = signature.apply_async().get(timeout=WAIT)
-        except ResultTimeout:
-            return [f"等了 {WAIT:g} 秒还没有结果：本章的 worker 还在运行吗（上面“worker 回应了 ping”的自测）？"
-                    "签名里用 .set(queue=…) 指定的队列有 worker 消费吗？"]
-        except Exception as exc:
-            return [f"average_of_squares({numbers}) 在 worker 上失败了：{type(exc).__name__}: {exc}"]
-        if got != expected:
-            return [f"average_of_squares({numbers}) 算出 {got!r}，应该是 {expected}"]
-    return []
+    import launcher
+
+    files = _files(ns)
+    if files is None:
+        return ["先运行“练习”一节开头的单元格（它写好 my_tasks.py 的开头）"]
+    if files.stub(FILE, "exercise-1"):
+        return [f"还没有答案：在 %%writeblock {FILE} exercise-1 的单元格里定义任务 count_piece_safely 和 merge_safely"]
+    broker = ns["broker"]
+    app = Celery("my_tasks", broker=broker.url, backend=broker.url, set_as_current=False)
+    _purge(app)
+    try:
+        worker = launcher.start_worker("my_tasks", broker=broker, fast=True, name="exercises", concurrency=1,
+                                       cwd=str(files.folder), queues=[QUEUE], env={"REDIS_URL": broker.url})
+    except launcher.ProcessError as exc:
+        last = [line for line in str(exc).splitlines() if line.strip()][-1:]
+        return [f"worker 导入不了 {FILE}：{last[0].strip() if last else exc}"]
+    try:
+        registered = worker.tail(60, start="[tasks]")
+        missing = [name.rsplit(".", 1)[1] for name in (COUNT, MERGE) if name not in registered]
+        if missing:
+            return [f"{FILE} 的 exercise-1 这一段里没有任务 {'、'.join(missing)}："
+                    "用 @app.task 定义它，函数名就是任务名"]
+        for pieces, failing in CASES:
+            # A new chord each time: new task ids, so nothing an earlier attempt left is read.
+            header = [app.signature(COUNT, (piece,), queue=QUEUE) for piece in pieces]
+            sent = chord(header, app.signature(MERGE, queue=QUEUE), app=app).apply_async()
+            try:
+                got = sent.get(timeout=WAIT)
+            except ResultTimeout:
+                return [f"等了 {WAIT:g} 秒还没有结果：两个任务都定义在 my_tasks.py 里了吗？"]
+            except Exception as exc:
+                broken = [(i, r.result) for i, r in enumerate(sent.parent.results) if r.state == "FAILURE"]
+                if broken:
+                    i, error = broken[0]
+                    return [f"第 {i} 块（{_describe(pieces[i])}）在 count_piece_safely 里抛出了 "
+                            f"{type(error).__name__}: {error}，所以 chord 的回调 merge_safely 根本没有运行。"
+                            "让 count_piece_safely 自己接住任何异常（except Exception），"
+                            "返回一个标明失败的值，而不是抛出"]
+                return [f"回调 merge_safely 在 worker 上失败了：{type(exc).__name__}: {exc}"]
+            problems = _judge(got, pieces, failing)
+            if problems:
+                return problems
+        return []
+    finally:
+        worker.cleanup()
+        _purge(app)
+        app.close()
 
 
 # --- Exercise 2: a queue of its own ---------------------------------------------------------

@@ -51,6 +51,7 @@ FILES = {
     "tests/test_task_events.py": "08",
     "tests/test_wordcount.py": "08",
     "tests/test_workflows.py": "08",
+    "tests/test_ratelimit.py": "08",
     "tests/test_django_chord.py": "08",
     "tests/test_bad_inputs.py": "07",
     "tests/test_flaky_service.py": "07",

@@ -1,7 +1,8 @@
 """Chapter 08's tasks (demo_tasks.workflows) against real workers: signatures, chains,
 groups, chords, chunks and map/starmap; failures inside a workflow and the error
-callbacks that see them; get() inside a task; routing to a second worker; the
-per-worker rate limit.
+callbacks that see them; link callbacks; a chord on a result backend without native
+join (celery.chord_unlock); get() inside a task; routing to a second worker. (The rate
+limits, per worker and global, are in tests/test_ratelimit.py.)
 
 What a worker did is read from its own log ("Task NAME[ID] received" is logged by
 the worker's main process for every message it takes) and from the records the
@@ -14,8 +15,6 @@ Times are checked only from below.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from itertools import pairwise
 
 import pytest
 from celery import chain, chord, group
@@ -167,6 +166,42 @@ def test_chunks_map_and_starmap_put_many_calls_in_few_messages(wf, worker):
     assert messages_received(worker, mark) == ["celery.map", "celery.starmap"]
 
 
+def test_link_callbacks_get_the_result_and_get_returns_the_tasks_own(wf, worker):
+    linked = wf.add.apply_async((2, 2), link=wf.mul.s(10))
+    assert linked.get(timeout=20) == 4  # the task's own result, not the callback's
+    callback, = linked.children  # the callback's result, kept with the task's
+    assert callback.get(timeout=20) == 40  # mul(4, 10): the result comes first
+    both = wf.add.apply_async((2, 2), link=[wf.mul.s(10), wf.add.s(1)])
+    assert both.get(timeout=20) == 4
+    fan_out, = both.children  # several links: sent together, as a group, each with the same result
+    assert isinstance(fan_out, GroupResult) and fan_out.get(timeout=20) == [40, 5]
+
+
+def test_a_chord_on_a_backend_without_native_join_polls_with_chord_unlock(wf, broker, worker, tmp_path):
+    from celery import Celery
+
+    url = f"file://{tmp_path}"
+    unlock = launcher.start_celery("demo_tasks.workflows", "--result-backend", url, "worker", "--loglevel=INFO",
+                                   "-n", "unlock@%h", "--concurrency=3", "-Q", "unlock-test",
+                                   *launcher.FAST_FLAGS, broker=broker, name="worker-unlock")
+    try:
+        unlock.wait_for_log(" ready.", 30)
+        files = Celery("demo_tasks.workflows", broker=broker.url, backend=url, set_as_current=False)
+        assert not files.backend.supports_native_join and wf.app.backend.supports_native_join
+        header = [files.signature("demo_tasks.workflows.slow_step", (0, 1.5), queue="unlock-test") for _ in range(2)]
+        result = chord(header, files.signature("demo_tasks.workflows.xsum", queue="unlock-test"), app=files)
+        assert result.apply_async().get(timeout=30) == 2
+        # celery.chord_unlock asked at least once too early (retry in the default 1 s), then once more.
+        log = unlock.log()
+        assert len(re.findall(r"Task celery\.chord_unlock\[[^\]]+\] received", log)) >= 2
+        assert re.search(r"Task celery\.chord_unlock\[[^\]]+\] retry: Retry in 1\.0s", log)
+        files.close()
+    finally:
+        unlock.stop()
+    # The Redis backend counts the header itself: no chord_unlock, for all the chords this module ran.
+    assert "celery.chord_unlock" not in worker.log()
+
+
 # --- Failures inside a workflow -----------------------------------------------------------
 
 def test_a_failing_link_stops_the_chain(wf, worker):
@@ -271,35 +306,6 @@ def test_slow_reports_go_to_the_slow_worker_and_pings_to_the_default_one(wf, bro
                           late_ping.id: ("demo_tasks.workflows.fast_ping", "w1")}
     finally:
         slow.cleanup()
-
-
-def test_the_rate_limit_holds_per_worker_not_across_workers(wf, broker):
-    period = 60 / int(wf.RATE_LIMIT.split("/")[0])  # "60/m": one run a second
-    # Both workers consume the queue "limited" (and nothing else). --pool=solo runs a
-    # task in the worker's main process, where the rate limit's token bucket is: the
-    # start time a run records is the moment the bucket let it go. (With prefork a
-    # hand-off to a child process adds a few milliseconds of noise; the limit is the same.)
-    workers = [launcher.start_worker("demo_tasks.workflows", broker=broker, fast=True, name=name,
-                                     queues=["limited"], concurrency=1, extra_args=["--pool=solo"])
-               for name in ("lim1", "lim2")]
-    try:
-        results = [wf.limited.apply_async((n,), queue="limited") for n in range(8)]
-        assert [r.get(timeout=30) for r in results] == list(range(8))
-        starts = defaultdict(list)
-        for record in wf.read_records(wf.LIMITED_KEY):
-            starts[record["hostname"].split("@")[0]].append(record["time"])
-        counts = {name: len(times) for name, times in starts.items()}
-        assert set(counts) == {"lim1", "lim2"} and sum(counts.values()) == 8, counts
-        for name, times in starts.items():
-            gaps = [b - a for a, b in pairwise(times)]
-            assert all(gap >= period - 0.010 for gap in gaps), f"{name} ran faster than {wf.RATE_LIMIT}: {gaps}"
-        # Each worker kept to its limit, yet together they ran more than one a second:
-        # one worker alone needs at least 7 s for 8 runs (7 gaps); split between two,
-        # the busier one needed only (max(counts) - 1) s. A limit over all workers needs
-        # a shared bucket or a single worker (see the comment above `limited`).
-        assert max(counts.values()) < 8
-    finally:
-        launcher.stop_together(workers)
 
 
 def test_on_redis_a_lower_priority_number_is_served_first_in_four_levels(wf, broker):

@@ -3,6 +3,27 @@ its check must print (tests/exercise_matrix.py runs them after Run All)."""
 
 from tests.exercise_matrix import Wrong
 
+_BLOCK = "%%writeblock my_tasks.py exercise-1\n"
+_COUNT = """@app.task
+def count_piece_safely(text):
+    try:
+        return {"counts": wordcount.count_words(text), "error": None}
+    except Exception as exc:
+        return {"counts": {}, "error": f"{type(exc).__name__}: {exc}"}
+
+
+"""
+_MERGE = """@app.task
+def merge_safely(results, n=10):
+    failed = [i for i, r in enumerate(results) if r["error"]]
+    counts = wordcount.merge(r["counts"] for r in results)
+    return {"top": wordcount.top(counts, n), "failed": failed}
+"""
+# A callback for pieces that return a bare count: it sees no failure.
+_MERGE_PLAIN = """@app.task
+def merge_safely(results, n=10):
+    return {"top": wordcount.top(wordcount.merge(results), n), "failed": []}
+"""
 _PING = "celery -A demo_tasks.workflows worker --loglevel=info -Q ch08-ping -n ping@%h"
 _ROUTES = """my_routes = {
     "demo_tasks.workflows.slow_report": {"queue": "slow"},
@@ -12,28 +33,31 @@ _ROUTES = """my_routes = {
 
 WRONG = {
     1: [
-        # The own-project block's style, chord(header)(callback): it sends at once.
-        Wrong(["def average_of_squares(numbers):\n"
-               "    return chord([mul.s(x, x) for x in numbers])(average.s())\n"],
-              hint="返回了一个结果（AsyncResult）", why="chord(...)(callback) sends it"),
-        # Waiting for each result in the caller, then averaging by hand.
-        Wrong(["def average_of_squares(numbers):\n"
-               "    squares = [mul.delay(x, x).get(timeout=10) for x in numbers]\n"
-               "    return sum(squares) / len(squares)\n"],
-              hint="返回了一个数 7.5", why="get() and a number, no signature"),
-        Wrong(["def average_of_squares(numbers):\n"
-               "    return group(mul.s(x, x) for x in numbers)\n"],
-              hint="返回的是 group", why="a group without the callback"),
-        Wrong(["from celery import chain\n\n"
-               "def average_of_squares(numbers):\n"
-               "    return chain(*[mul.s(x, x) for x in numbers], average.s())\n"],
-              hint="返回的是 chain", why="a chain where a chord was asked"),
-        Wrong(["def average_of_squares(numbers):\n"
-               "    return chord([mul.s(x) for x in numbers], average.s())\n"],
-              hint="mul.s(x, x)：[1, 2, 3, 4] 得到的却有 mul.s(1)", why="partial mul.s(x)"),
-        Wrong(["def average_of_squares(numbers):\n"
-               "    return chord([mul.s(x, x) for x in numbers], xsum.s())\n"],
-              hint="回调应该是 average.s()", why="xsum as the callback"),
+        # The pipeline's own piece: it raises, so the callback never runs.
+        Wrong([_BLOCK + "@app.task\n"
+               "def count_piece_safely(text):\n"
+               "    return wordcount.count_words(text)\n\n\n" + _MERGE_PLAIN],
+              hint="所以 chord 的回调 merge_safely 根本没有运行", why="the piece does not catch"),
+        # Only the missing piece is foreseen: the piece that is not text still raises.
+        Wrong([_BLOCK + "@app.task\n"
+               "def count_piece_safely(text):\n"
+               "    if text is None:\n"
+               "        return {\"counts\": {}, \"error\": \"missing\"}\n"
+               "    return {\"counts\": wordcount.count_words(text), \"error\": None}\n\n\n" + _MERGE],
+              hint="第 0 块（不是文字的一块 7）在 count_piece_safely 里抛出了 TypeError", why="catches None only"),
+        # The error is swallowed: an empty count, and nobody learns which piece failed.
+        Wrong([_BLOCK + "@app.task\n"
+               "def count_piece_safely(text):\n"
+               "    try:\n"
+               "        return wordcount.count_words(text)\n"
+               "    except Exception:\n"
+               "        return {}\n\n\n" + _MERGE_PLAIN],
+              hint="failed 应该是 [1]，现在是 []", why="the failure swallowed, not reported"),
+        # The callback returns the top words only.
+        Wrong([_BLOCK + _COUNT + "@app.task\n"
+               "def merge_safely(results, n=10):\n"
+               "    return wordcount.top(wordcount.merge(r[\"counts\"] for r in results), n)\n"],
+              hint="它应该返回一个字典", why="a list, not the report"),
     ],
     2: [
         Wrong([_ROUTES.replace('"demo_tasks.workflows.fast_ping"', '"fast_ping"')
