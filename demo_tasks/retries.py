@@ -71,11 +71,16 @@ class ClientError(ServiceError):
     """HTTP 4xx: our request is wrong (a missing item, bad input). Trying again gives the same answer."""
 
 
-def call_service(url: str, task_id: str, attempt: int, timeout: float = CALL_TIMEOUT) -> dict:
+def call_service(url: str, task_id: str, attempt: int, timeout: float = CALL_TIMEOUT,
+                 idempotency_key: str | None = None) -> dict:
     """One call: GET url?task=ID&attempt=N. Returns the service's JSON, or raises
-    one of the ServiceError classes (the caller decides which to retry)."""
+    one of the ServiceError classes (the caller decides which to retry).
+    ``idempotency_key``: sent as the Idempotency-Key header; the service does the
+    work once per key and answers later calls with the same key from its record."""
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     try:
-        reply = requests.get(url, params={"task": task_id, "attempt": attempt}, timeout=timeout)
+        reply = requests.get(url, params={"task": task_id, "attempt": attempt}, headers=headers,
+                             timeout=timeout)
     except requests.Timeout as exc:
         raise ServiceTimeout(f"no answer from {url} within {timeout:g} s") from exc
     except requests.ConnectionError as exc:
@@ -129,6 +134,41 @@ def fetch_manual_retry(self, url: str, countdown: float = 0.5) -> dict:
         # raise: retry() raises Retry, which tells the worker this run is not a failure.
         # After max_retries, it raises exc instead: the task fails with the service's error.
         raise self.retry(exc=exc, countdown=countdown) from exc
+
+
+# --- Idempotent calls, and retry options beyond autoretry_for ---------------------------
+
+@app.task(bind=True, **RETRY_POLICY)
+def fetch_idempotent(self, url: str) -> dict:
+    """fetch_with_retries, made idempotent: every attempt sends the same key, the task's
+    id (a retry keeps its id), so a retry after a timeout cannot make the service do it twice."""
+    return call_service(url, self.request.id, self.request.retries, idempotency_key=self.request.id)
+
+
+class RetryLoggingTask(Task):
+    """A base class whose on_retry runs in the worker each time a task of it asks for a retry."""
+
+    def on_retry(self, exc, task_id, args, kwargs, einfo):
+        logger.warning("on_retry: %s[%s] will retry after %r", self.name, task_id, exc)
+
+
+@app.task(bind=True, base=RetryLoggingTask,
+          # Every ServiceError is retried ...
+          autoretry_for=(ServiceError,),
+          # ... except a ClientError (a 4xx), although it is a ServiceError too.
+          dont_autoretry_for=(ClientError,),
+          # The arguments of the retry() autoretry calls: at most 2 retries, 0.2 s apart.
+          retry_kwargs={"max_retries": 2, "countdown": 0.2})
+def fetch_by_family(self, url: str) -> dict:
+    """Retry a whole family of errors but one (dont_autoretry_for), with retry_kwargs and on_retry."""
+    return call_service(url, self.request.id, self.request.retries)
+
+
+@app.task(bind=True, autoretry_for=(Exception,), max_retries=None, default_retry_delay=0.2)
+def fetch_report(self, url: str) -> dict:
+    """A colleague's task with a bug to find (chapter 07, exercise 3): every error is retried,
+    forever, 0.2 s apart -- a 404 too."""
+    return call_service(url, self.request.id, self.request.retries)
 
 
 # --- Failing tasks -------------------------------------------------------------------

@@ -114,3 +114,15 @@ def table(batches: dict[str, tuple[Summary, float]]) -> Table:
     return Table(["做法", "成功", "失败", "服务收到的请求", "用时"],
                  [[label, s.succeeded, s.failed, s.attempts, Measured(f"{seconds:.1f} 秒")]
                   for label, (s, seconds) in batches.items()])
+
+
+def times_done(requests: list[dict]) -> Counter:
+    """{task id: how many times the service did the work} from its request record: every
+    200 that is not a replay of an earlier call with the same Idempotency-Key (a "timeout"
+    call counts: the service finished it after the client had gone)."""
+    return Counter(r["task"] for r in requests if r["status"] == 200 and not r.get("replayed"))
+
+
+def duplicate_calls(requests: list[dict]) -> int:
+    """Work the service did more than once for the same logical call (task id)."""
+    return sum(n - 1 for n in times_done(requests).values())

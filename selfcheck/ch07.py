@@ -16,7 +16,9 @@ cleared first, so the same answer gets the same verdict whatever ran before.
 1. ``fetch_politely(url)``: retries 503 and timeouts (at most 3 times, a short
    wait), never a 4xx;
 2. ``export_rows(seconds)``: a soft time limit of 1 s; on it, the half-written
-   file is removed and the task ends normally.
+   file is removed and the task ends normally;
+3. ``fetch_report(url)``: demo_tasks.retries.fetch_report fixed: a 404 fails at
+   once (one request), a 503 is still retried.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from pathlib import Path
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
-from demo_tasks.retries import ClientError, ServiceTimeout, ServiceUnavailable, call_service
+from demo_tasks.retries import ClientError, ServiceError, ServiceTimeout, ServiceUnavailable, call_service
 
 app = Celery("my_tasks", broker=os.environ["REDIS_URL"], backend=os.environ["REDIS_URL"])
 app.conf.task_default_queue = "ch07-exercises"    # not the queue of the chapter's worker
@@ -232,3 +234,44 @@ def soft_limit(ns: dict) -> list[str]:
         return problems
 
     return _run(ns, "export_rows", "exercise-2", check)
+
+
+@exercises.register(3)
+def report(ns: dict) -> list[str]:
+    if _files(ns) is None or "service" not in ns:
+        return ["先运行“练习”一节开头的单元格（它写好 my_tasks.py 的开头）"]
+    from services import flaky_service
+
+    service = ns["service"]
+    seed = getattr(service, "seed", 7)
+    fresh = uuid.uuid4().hex[:8]
+    recovers, = flaky_service.task_ids(f"report-{fresh}", 1, seed=seed,
+                                       where=lambda v: v[:2] == ["unavailable", "ok"])
+    missing_path = f"/reports/{fresh}"
+    where = f"{FILE} 的 fetch_report"
+
+    def check(send, worker) -> list[str]:
+        missing = send(service.url + missing_path)
+        ok = send(service.call_url, task_id=recovers)
+        problems = []
+        import launcher
+
+        # A 404 that is retried keeps the task unfinished: its requests pile up in the service's record.
+        launcher.wait_for(lambda: missing.ready() or
+                          sum(r["path"] == missing_path for r in service.requests()) > 2, WAIT, interval=0.1)
+        asked = sum(r["path"] == missing_path for r in service.requests())
+        if not missing.ready() or asked != 1 or missing.state != "FAILURE":
+            problems.append(f"{where}：对 {missing_path}（404）服务收到了 {asked} 个请求，结果是 {missing.state}；"
+                            "应该只请求 1 次就失败。autoretry_for=(Exception,) 连 404 也重试；"
+                            "ClientError 是 ServiceError 的子类，autoretry_for=(ServiceError,) 也会重试它"
+                            "（用 dont_autoretry_for=(ClientError,)，或者只列 ServiceUnavailable、ServiceTimeout）")
+        if _outcome(ok, worker) != "done":
+            return [*problems, f"{where}：先 503、再正常的调用，{WAIT:g} 秒内没有结束"
+                               f"（重试前的等待：{_retry_waits(worker, recovers)} 秒；每次 0.2 秒就够了）"]
+        tries = [r["attempt"] for r in service.requests() if r["task"] == recovers]
+        if ok.state != "SUCCESS" or tries != [0, 1]:
+            problems.append(f"{where}：先 503、再正常的调用，结果是 {ok.state}，服务收到的尝试是 {tries}；"
+                            "503 和超时还要重试（autoretry_for 里要有 ServiceUnavailable 和 ServiceTimeout）")
+        return problems
+
+    return _run(ns, "fetch_report", "exercise-3", check)

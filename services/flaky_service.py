@@ -22,10 +22,19 @@ The protocol (every answer is JSON):
 
   A 200 is ``{"task": ID, "attempt": N, "value": <an int>}``. Without ``task`` or
   a whole ``attempt`` the answer is 400.
+
+  An ``Idempotency-Key`` header makes the call idempotent, as payment APIs do:
+  the first call with a key that is not answered 503 does the work and stores
+  its answer under the key; every later call with the same key (a retry after
+  a timeout, say) gets the stored answer and does nothing again. Its fate
+  (503, hang, slow) is still drawn, as the network's would be.
 - ``GET /missing`` (and any other unknown path): 404 ``{"error": "not found"}``.
   Asking again gives the same 404: a 4xx is the caller's mistake, not worth a retry.
 - ``GET /requests``: every call so far, in order of arrival: ``{"t": unix time,
-  "path", "task", "attempt", "outcome", "status"}``. ``POST /reset`` forgets them.
+  "path", "task", "attempt", "outcome", "status", "key", "replayed"}``: ``key`` is
+  the Idempotency-Key sent (or null), ``replayed`` true when the call only got the
+  stored answer of an earlier call with that key. The work was done once for each
+  200 that is not ``replayed``. ``POST /reset`` forgets the calls and the keys.
 - ``GET /config``: the options it was started with: ``{"seed", "unavailable",
   "timeout", "slow", "hang", "slow_seconds"}`` (chapter 07 computes the failures
   it expects from these shares).
@@ -127,6 +136,8 @@ class FlakyServer(ThreadingHTTPServer):
         self.seed, self.hang, self.slow_seconds = seed, hang, slow_seconds
         self.rates = {"unavailable": unavailable, "timeout": timeout, "slow": slow}
         self.recorded: list[dict] = []
+        #: Idempotency-Key -> the answer of the call that did the work.
+        self.answers_by_key: dict[str, dict] = {}
         # Requests arrive on many threads at once: one lock for the list and for stdout.
         self.lock = threading.Lock()
         super().__init__((ADDRESS, port), Handler)
@@ -186,19 +197,21 @@ class Handler(BaseHTTPRequestHandler):
             with self.server.lock:
                 cleared = len(self.server.recorded)
                 self.server.recorded.clear()
+                self.server.answers_by_key.clear()
             self.send_json(200, {"ok": True, "cleared": cleared})
         else:
             self.not_found(url.path)
 
     def not_found(self, path: str) -> None:
         self.server.record({"t": time.time(), "path": path, "task": None, "attempt": None,
-                            "outcome": "not-found", "status": 404},
+                            "outcome": "not-found", "status": 404, "key": None, "replayed": False},
                            f"{self.command} {path} -> 404 not-found")
         self.send_json(404, {"error": "not found"})
 
     def call(self, query: dict[str, list[str]]) -> None:
         arrived = time.time()  # recorded at arrival, before any deliberate wait
         task = query.get("task", [""])[0] or None
+        key = self.headers.get("Idempotency-Key") or None
         attempt_text = query.get("attempt", [""])[0]
         try:
             attempt: int | None = int(attempt_text)
@@ -209,21 +222,32 @@ class Handler(BaseHTTPRequestHandler):
         where = f"{self.command} /call task={task} attempt={attempt_text or None}"
         if task is None or attempt is None:
             self.server.record({"t": arrived, "path": "/call", "task": task, "attempt": attempt,
-                                "outcome": "bad-request", "status": 400}, f"{where} -> 400 bad-request")
+                                "outcome": "bad-request", "status": 400, "key": key, "replayed": False},
+                               f"{where} -> 400 bad-request")
             self.send_json(400, {"error": "give task=ID and attempt=N (a whole number >= 0)"})
             return
         outcome = verdict(task, attempt, seed=self.server.seed, **self.server.rates)
         status = STATUS[outcome]
         wait = {"timeout": self.server.hang, "slow": self.server.slow_seconds}.get(outcome, 0.0)
+        answer = {"task": task, "attempt": attempt, "value": value(task, attempt, seed=self.server.seed)}
+        replayed = False
+        with self.server.lock:
+            # The work is done at arrival (a 503 does none); a key already used gets that call's answer.
+            if key is not None and outcome != "unavailable":
+                if key in self.server.answers_by_key:
+                    answer, replayed = self.server.answers_by_key[key], True
+                else:
+                    self.server.answers_by_key[key] = answer
         self.server.record({"t": arrived, "path": "/call", "task": task, "attempt": attempt,
-                            "outcome": outcome, "status": status},
-                           f"{where} -> {status} {outcome}" + (f" (answers after {wait:g} s)" if wait else ""))
+                            "outcome": outcome, "status": status, "key": key, "replayed": replayed},
+                           f"{where} -> {status} {outcome}" + (f" (answers after {wait:g} s)" if wait else "")
+                           + (f" key={key} replayed: done once already" if replayed else ""))
         if outcome == "unavailable":
             self.send_json(503, {"error": "service unavailable"})
             return
         if wait:
             time.sleep(wait)
-        self.send_json(200, {"task": task, "attempt": attempt, "value": value(task, attempt, seed=self.server.seed)})
+        self.send_json(200, answer)
 
 
 def main(argv: list[str] | None = None) -> int:

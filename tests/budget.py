@@ -56,6 +56,7 @@ FILES = {
     "tests/test_bad_inputs.py": "07",
     "tests/test_flaky_service.py": "07",
     "tests/test_retries.py": "07",
+    "tests/test_idempotency.py": "07",
     "tests/test_periodic.py": "06",
     "tests/test_seed_schedules.py": "06",
     "tests/test_django_browser.py": "05",

@@ -216,3 +216,41 @@ def test_a_task_stopped_at_rdb_set_trace_answers_a_debugger_session_and_continue
         assert until_prompt(connection).startswith(b"42")
         connection.sendall(b"c\n")
     assert paused.get(timeout=20) == 42
+
+
+def test_dont_autoretry_for_retry_kwargs_and_on_retry(retries, service, worker):
+    task_id, = flaky_service.task_ids("family", 1, where=lambda v: v[:3] == ["unavailable", "unavailable", "ok"])
+    hopeless, = flaky_service.task_ids("family-x", 1, where=lambda v: all(x == "unavailable" for x in v[:4]))
+    service.reset()
+    ok = retries.fetch_by_family.apply_async((service.call_url,), task_id=task_id)
+    assert ok.get(timeout=20)["attempt"] == 2
+    gave_up = retries.fetch_by_family.apply_async((service.call_url,), task_id=hopeless)
+    assert launcher.wait_for(gave_up.ready, 20, interval=0.1)
+    assert [a["attempt"] for a in retry_stats.attempts_of(hopeless, service.requests())] == [0, 1, 2], \
+        "retry_kwargs: max_retries=2"
+    missing = retries.fetch_by_family.delay(service.url + "/missing-family")
+    assert launcher.wait_for(missing.ready, 20, interval=0.1)
+    assert isinstance(missing.result, retries.ClientError)
+    assert sum(r["path"] == "/missing-family" for r in service.requests()) == 1, "dont_autoretry_for: no retry"
+    worker.wait_for_log(f"fetch_by_family[{task_id}] succeeded", 10, since=0)
+    assert worker.log().count(f"on_retry: demo_tasks.retries.fetch_by_family[{task_id}] will retry") == 2
+    # retry_kwargs' countdown: 0.2 s before each retry
+    assert f"[{task_id}] retry: Retry in 0.2s" in worker.log()
+
+
+def test_revoking_a_queued_task_discards_it_when_the_worker_takes_it(retries, worker):
+    queued = retries.add.apply_async((2, 2), countdown=2)
+    queued.revoke()
+    assert launcher.wait_for(queued.ready, 15, interval=0.1)
+    assert queued.state == "REVOKED"
+    worker.wait_for_log(f"Discarding revoked task: demo_tasks.retries.add[{queued.id}]", 10, since=0)
+    assert f"Task demo_tasks.retries.add[{queued.id}] succeeded" not in worker.log()
+
+
+def test_the_colleagues_fetch_report_retries_a_404_until_revoked(retries, service, worker):
+    service.reset()
+    hammer = retries.fetch_report.delay(service.url + "/reports/x")
+    assert launcher.wait_for(lambda: len(service.requests()) >= 5, 20, interval=0.05)
+    assert {(r["path"], r["status"]) for r in service.requests()} == {("/reports/x", 404)}
+    hammer.revoke()
+    assert launcher.wait_for(lambda: hammer.state == "REVOKED", 15, interval=0.1)

@@ -5,6 +5,7 @@ from tests.exercise_matrix import Wrong
 
 _POLITE = "%%writeblock my_tasks.py exercise-1\n"
 _EXPORT = "%%writeblock my_tasks.py exercise-2\n"
+_REPORT = "%%writeblock my_tasks.py exercise-3\n"
 
 WRONG = {
     1: [
@@ -54,5 +55,19 @@ def export_rows(seconds):
     part.rename(PARTS / "export.csv")
     return "exported"'''],
               hint="parts/ 里还留着 ['export.part']", why="half-written file left"),
+    ],
+    3: [
+        Wrong([_REPORT + '''@app.task(bind=True, autoretry_for=(Exception,), max_retries=None, default_retry_delay=0.2)
+def fetch_report(self, url):
+    return call_service(url, self.request.id, self.request.retries)'''],
+              hint="autoretry_for=(Exception,) 连 404 也重试", why="the bug left as it was"),
+        Wrong([_REPORT + '''@app.task(bind=True, autoretry_for=(ServiceError,), max_retries=5, default_retry_delay=0.2)
+def fetch_report(self, url):
+    return call_service(url, self.request.id, self.request.retries)'''],
+              hint="ClientError 是 ServiceError 的子类", why="the 4xx class is a ServiceError too"),
+        Wrong([_REPORT + '''@app.task(bind=True)
+def fetch_report(self, url):
+    return call_service(url, self.request.id, self.request.retries)'''],
+              hint="503 和超时还要重试", why="no retry at all"),
     ],
 }
