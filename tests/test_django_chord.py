@@ -190,7 +190,8 @@ def test_a_word_count_from_the_click_to_the_merged_words(page, stack, text, reco
     pieces = 6
     counting_id, clicked = start_in_browser(page, text, pieces)
     expect(page.get_by_role("heading", level=1)).to_have_text("词频统计的进度")
-    expect(page.locator("#status")).to_have_text("已完成")
+    # Timeout: the first count in a worker process loads the tokenizer's dictionary (seconds, more under load).
+    expect(page.locator("#status")).to_have_text("已完成", timeout=TIMEOUT_MS)
     expect(page.locator("#progress-text")).to_have_text(f"{pieces} / {pieces} 段完成")
     expect(page.locator("body")).to_have_attribute("data-polling", "stopped")
     expect(page.locator("#error")).to_be_hidden()
@@ -233,6 +234,12 @@ def test_the_chord_waits_in_its_own_queue_and_the_page_counts_up_from_zero(page,
     consumed = {q["name"]: q["routing_key"] for q in next(iter(replies.values()))}
     assert consumed == {"celery": "celery", QUEUE: QUEUE}  # each under its own key: no message lands in both
 
+    # Nothing of an earlier test left in the queue (a chord still merging when it ended).
+    def settled() -> bool:
+        with stack["broker"].client() as conn:
+            busy = query(stack["db"], "SELECT COUNT(*) FROM wordcounts_wordcount WHERE status = 'running'")[0]
+            return conn.llen(QUEUE) == 0 and busy == 0
+    assert launcher.wait_for(settled, timeout=30), "an earlier word count is still running"
     cancelled = control.control.cancel_consumer(QUEUE, reply=True, timeout=5, limit=1)
     assert len(cancelled) == 1 and "ok" in next(iter(cancelled[0].values())), cancelled
     consuming = False
@@ -256,7 +263,7 @@ def test_the_chord_waits_in_its_own_queue_and_the_page_counts_up_from_zero(page,
             added = control.control.add_consumer(QUEUE, reply=True, timeout=5, limit=1)
             consuming = len(added) == 1 and "ok" in next(iter(added[0].values()))
             assert consuming, added
-            expect(page.locator("#status")).to_have_text("已完成")
+            expect(page.locator("#status")).to_have_text("已完成", timeout=TIMEOUT_MS)
     finally:
         if not consuming:  # the test failed early: the module's later tests need the queue consumed
             control.control.add_consumer(QUEUE, reply=True, timeout=5, limit=1)
@@ -269,7 +276,7 @@ def test_the_chord_waits_in_its_own_queue_and_the_page_counts_up_from_zero(page,
 def test_a_failing_piece_shows_the_chords_error_and_the_polling_stops(page, stack, text, record_property):
     pieces, failing = 4, 2
     counting_id, clicked = start_in_browser(page, text, pieces, fail_piece=failing)
-    expect(page.locator("#status")).to_have_text("失败")
+    expect(page.locator("#status")).to_have_text("失败", timeout=TIMEOUT_MS)
     shown_at = time.time()
     record_property("click_to_error_seconds", round(shown_at - clicked, 2))
     print(f"\n{pieces} pieces, piece {failing} raising: click -> the chord's error on the page within "

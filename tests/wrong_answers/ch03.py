@@ -74,10 +74,17 @@ WRONG = {
         Wrong([FACTS + "def unstick():\n"
                        "    app.control.add_consumer(\"celery\", destination=[node], reply=True, timeout=10)\n"],
               hint="仍然没有 worker 监听 stuck 所在的队列", why="consumes the default queue again"),
+        # add_consumer answers before the worker applies it (call_soon): ask until it shows,
+        # so that the facts are taken after the fix, whatever the machine's load.
         Wrong([FACTS + "# tried here, then asked w1 again\n"
+                       "import time\n"
                        "app.control.add_consumer(stuck_queue, destination=[node], reply=True, timeout=10)\n"
-                       "replies = app.control.inspect(destination=[node], timeout=10).active_queues()\n"
-                       "consumed_queues = [queue[\"name\"] for queue in replies[node]]\n" + FIX],
+                       "deadline = time.monotonic() + 20\n"
+                       "while time.monotonic() < deadline:\n"
+                       "    replies = app.control.inspect(destination=[node], timeout=10).active_queues() or {}\n"
+                       "    consumed_queues = [queue[\"name\"] for queue in replies.get(node, [])]\n"
+                       "    if stuck_queue in consumed_queues:\n"
+                       "        break\n" + FIX],
               hint="检查开始时 w1 还在监听", why="the fix tried in the cell, then the facts"),
     ],
 }
