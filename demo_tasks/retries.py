@@ -139,10 +139,12 @@ def fetch_manual_retry(self, url: str, countdown: float = 0.5) -> dict:
 # --- Idempotent calls, and retry options beyond autoretry_for ---------------------------
 
 @app.task(bind=True, **RETRY_POLICY)
-def fetch_idempotent(self, url: str) -> dict:
-    """fetch_with_retries, made idempotent: every attempt sends the same key, the task's
-    id (a retry keeps its id), so a retry after a timeout cannot make the service do it twice."""
-    return call_service(url, self.request.id, self.request.retries, idempotency_key=self.request.id)
+def fetch_idempotent(self, url: str, call: str | None = None) -> dict:
+    """fetch_with_retries, made idempotent: every attempt sends the same key, so a retry
+    after a timeout cannot make the service do it twice. The key is ``call``, the logical
+    call's id (an order number, say), or else the task's id (a retry keeps its id)."""
+    call = call or self.request.id
+    return call_service(url, call, self.request.retries, idempotency_key=call)
 
 
 class RetryLoggingTask(Task):
