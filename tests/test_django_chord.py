@@ -34,10 +34,11 @@ from playwright.sync_api import expect
 
 import launcher
 from demo_tasks import wordcount
-from launcher.browser import chromium
 from tests.django_stack import django_stack, query
 from tests.helpers import returns_within
-from tests.test_django_browser import log_in, new_context
+
+# browser, login_state: one Chromium per module, logged in once through the login page (this module's stack).
+from tests.test_django_browser import browser, login_state, new_context  # noqa: F401 (fixtures)
 from tests.test_django_reports import celery_broker, current_celery_app  # noqa: F401 (an autouse fixture)
 
 TIMEOUT_MS = 20_000
@@ -77,24 +78,8 @@ def stack(tmp_path_factory, module_broker):
         yield running
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def login_state(browser, stack):
-    context = new_context(browser, stack)
-    try:
-        log_in(context.new_page(), stack, *stack["auth"])
-        return context.storage_state()
-    finally:
-        context.close()
-
-
 @pytest.fixture
-def page(browser, stack, login_state):
+def page(browser, stack, login_state):  # noqa: F811 (the imported fixtures)
     context = new_context(browser, stack, storage_state=login_state)
     context.add_init_script(RECORD_PAGE)
     try:
