@@ -274,17 +274,19 @@ def _ten_users_four_workers(ns: dict) -> Problems:
 
     with _sends() as sent:
         waits, returned, finished_on_return = _serve(ns["queued_view"])
-    slowest_queued = max(waits)
+    slowest_queued, fastest_queued = max(waits), min(waits)
     if not all(isinstance(r, AsyncResult) for r in returned):
         problems.append("`queued_view(i)` 应该返回 `slow_add.delay(i, i, seconds=0.3)` 给的 AsyncResult")
     else:
         if all(finished_on_return):
             # Every view returned a task that was already done: it waited for it.
             problems.append("排队版的每个视图都等到任务做完才返回：queued_view 在 delay() 之后要立刻返回，不要 get()")
-        elif blocking_ok and slowest_queued >= fastest_blocking:
-            # Compared with the blocking run just made: each of its users waited at least one 0.3 s call.
-            problems.append(f"排队版最慢的用户等了 {slowest_queued:.2f} 秒，不比阻塞版最快的用户"
-                            f"（{fastest_blocking:.2f} 秒）快：queued_view 只发一条消息就返回，"
+        elif blocking_ok and fastest_queued >= min(fastest_blocking, SECONDS) - 0.01:
+            # Even its fastest user waited as long as one 0.3 s call, as every user of the blocking
+            # run just made did: the view calls slow_add itself. (Not its slowest user: on a loaded
+            # machine ten sends from ten threads can take 0.3 s, but never every one of them.)
+            problems.append(f"排队版最快的用户也等了 {fastest_queued:.2f} 秒，和阻塞版的用户一样，至少是一次 "
+                            f"slow_add 的时间（{SECONDS} 秒）：queued_view 只发一条消息就返回，"
                             "不要在视图里直接调用 slow_add")
         # The work the worker will do, read from the messages (not waited for: the worker does
         # it in the background, and an attempt after this one waits for an idle worker where it measures).

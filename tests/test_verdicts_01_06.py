@@ -78,6 +78,8 @@ def ten_users_answer(tasks, blocking: str = "direct", queued: str = "delay") -> 
         "delay-get": lambda i: slow_add.delay(i, i, seconds=0.3).get(timeout=30),
         "delay": lambda i: slow_add.delay(i, i, seconds=0.3),
         "delay-wait": lambda i: (lambda r: (r.get(timeout=30), r)[1])(slow_add.delay(i, i, seconds=0.3)),
+        # Does the work itself, then queues it as well: returns an AsyncResult the worker has not run yet.
+        "direct-delay": lambda i: (slow_add(i, i, seconds=0.3), slow_add.delay(i, i, seconds=0.3))[1],
     }
     namespace = {"blocking_view": views[blocking], "queued_view": views[queued],
                  "predicted_blocking": 0.9, "predicted_queued": 0.0}
@@ -103,6 +105,11 @@ def test_exercise_3_tells_a_blocking_view_that_queues_by_the_messages_it_sent(ta
 def test_exercise_3_tells_a_queued_view_that_waits_by_its_finished_tasks(tasks):
     found = problems(ch01, 3, ten_users_answer(tasks, queued="delay-wait"))
     assert any("等到任务做完才返回" in p for p in found), found
+
+
+def test_exercise_3_tells_a_queued_view_that_also_calls_the_task_by_its_fastest_user(tasks):
+    found = problems(ch01, 3, ten_users_answer(tasks, queued="direct-delay"))
+    assert any("排队版最快的用户也等了" in p for p in found), found
 
 
 def test_exercise_3_tells_summed_waits_by_a_ratio_to_its_own_run(tasks):
