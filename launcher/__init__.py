@@ -17,12 +17,20 @@ from .django_procs import manage, start_beat, start_django_server
 from .flower import start_flower
 from .procs import PortInUse, Proc, ProcessError, on_stop, running, stop_all, stop_together, wait_for
 from .sanitize import sanitize
-from .services import FlakyServiceProc, start_flaky_service
+from .services import (
+    BotReceiverProc,
+    FlakyServiceProc,
+    SmtpServerProc,
+    start_bot_receiver,
+    start_flaky_service,
+    start_smtp_server,
+)
 
 __all__ = [
-    "DEFAULT_URL", "FAST_FLAGS", "Broker", "BrokerError", "Chapter", "FlakyServiceProc", "PortInUse", "Proc",
-    "ProcessError", "celery_command", "check_broker", "ensure_broker", "free_port", "manage", "on_stop", "ping",
-    "prepare_chapter", "running",
-    "sanitize", "start_beat", "start_celery", "start_django_server", "start_embedded", "start_flaky_service",
-    "start_flower", "start_worker", "stop_all", "stop_together", "wait_for",
+    "DEFAULT_URL", "FAST_FLAGS", "BotReceiverProc", "Broker", "BrokerError", "Chapter", "FlakyServiceProc",
+    "PortInUse", "Proc", "ProcessError", "SmtpServerProc", "celery_command", "check_broker", "ensure_broker",
+    "free_port", "manage", "on_stop", "ping", "prepare_chapter", "running",
+    "sanitize", "start_beat", "start_bot_receiver", "start_celery", "start_django_server", "start_embedded",
+    "start_flaky_service", "start_flower", "start_smtp_server", "start_worker", "stop_all", "stop_together",
+    "wait_for",
 ]

@@ -6,13 +6,16 @@ only your user can read them, never written into the repository.
         admin-password            <random>          the Django user "admin": the
                                                     admin and the report pages (05-06)
         django-secret-key         <random>          Django's SECRET_KEY for make lab
+        dingtalk-secret           SEC<random hex>   the signing secret (加签) shared by the
+                                                    local DingTalk-style bot receiver and
+                                                    the Django app that sends to it (09)
 
 Each file is created on first use (mode 0600) and kept, so a browser can
 remember the password. Delete a file to get a new one. `make lab` prints them
 once at start-up, the way Jupyter prints its token.
 
 The environment wins over the files: ``FLOWER_BASIC_AUTH=user:password``,
-``COURSE_ADMIN_USER`` / ``COURSE_ADMIN_PASSWORD``; ``COURSE_SECRETS_DIR``
+``COURSE_ADMIN_USER`` / ``COURSE_ADMIN_PASSWORD``, ``DINGTALK_SECRET``; ``COURSE_SECRETS_DIR``
 moves the folder.
 
 Whose folder: the learner's, or a test run's
@@ -58,6 +61,7 @@ ADMIN_USER = "admin"
 FLOWER_FILE = "flower-basic-auth"
 ADMIN_FILE = "admin-password"
 SECRET_KEY_FILE = "django-secret-key"
+DINGTALK_FILE = "dingtalk-secret"
 
 #: The variable that moves the folder (a test run sets it to a folder of its own).
 SECRETS_VARIABLE = "COURSE_SECRETS_DIR"
@@ -126,6 +130,14 @@ def admin_auth() -> tuple[str, str]:
 def django_secret_key() -> str:
     """A SECRET_KEY for local use, the same for every process of this installation."""
     return _read_or_create(SECRET_KEY_FILE, lambda: secrets.token_urlsafe(50))
+
+
+def dingtalk_secret() -> str:
+    """The signing secret of the course's DingTalk-style group bot (chapter 09):
+    DINGTALK_SECRET, else the generated one. Shaped like DingTalk's own ("SEC" and
+    64 hex digits, shown under 加签 in a bot's security settings). The receiver
+    (services/bot_receiver.py) verifies signatures with it; the sender signs with it."""
+    return os.environ.get("DINGTALK_SECRET") or _read_or_create(DINGTALK_FILE, lambda: "SEC" + secrets.token_hex(32))
 
 
 def local_django_env() -> dict[str, str]:

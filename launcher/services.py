@@ -1,23 +1,38 @@
 """Small services the chapters' tasks talk to, as background processes.
 
 Only command lines and readiness live here; the services themselves are in
-``services/`` (e.g. ``services/flaky_service.py``, chapter 07).
+``services/`` (``services/flaky_service.py``, chapter 07; ``services/smtp_sink.py``
+and ``services/bot_receiver.py``, chapter 09).
 
     service = start_flaky_service()                 # python -m services.flaky_service --port PORT
     service.call_url                                # http://127.0.0.1:PORT/call
     service.requests()                              # the calls it received, in order
     service.reset()                                 # ... forgotten
+
+    smtp = start_smtp_server(".scratch/.../maildir")  # python -m aiosmtpd ... -c services.smtp_sink.MaildirSink ...
+    smtp.host, smtp.port, smtp.messages()           # where to send mail; what arrived, oldest first
+    smtp.stop(); start_smtp_server(smtp.maildir, port=smtp.port)   # the same server again
+
+    bot = start_bot_receiver()                      # DINGTALK_SECRET=... python -m services.bot_receiver --port PORT
+    bot.send_url, bot.hook_url                      # the DingTalk-style endpoint; our own webhook
+    bot.faults("/robot/send", [503, "hang"])        # what its next requests get
+    bot.messages(); bot.reset()                     # what it received, in order; ... forgotten
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 import urllib.request
+from pathlib import Path
 
 from .broker import free_port
+from .credentials import dingtalk_secret
 from .paths import REPO_ROOT
 from .procs import Proc
+from .shown import repo_relative
 
 ADDRESS = "127.0.0.1"
 
@@ -76,4 +91,137 @@ def start_flaky_service(*, seed: int = 7, unavailable: float = 0.2, timeout: flo
     # Ours, not just anyone's: this process listens on the port, and answers /health there.
     proc.wait_until_listening(port, timeout_s, answers=lambda: proc.answers(0.5),
                               advice="Does `python -m services.flaky_service --port PORT` start?")
+    return proc
+
+
+# --- chapter 09: the SMTP server --------------------------------------------------------
+
+def smtp_greets(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Does a connection to ``host:port`` get an SMTP greeting ("220 ...")?"""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as connection:
+            greeting = connection.makefile("rb").readline()
+            connection.sendall(b"QUIT\r\n")
+    except OSError:
+        return False
+    return greeting.startswith(b"220")
+
+
+class SmtpServerProc(Proc):
+    """A running SMTP server (services/smtp_sink.py): mail to ``host``:``port`` lands in ``maildir``."""
+
+    host: str
+    port: int
+    maildir: Path
+    slow_ack_seconds: float | None
+
+    def answers(self, timeout: float = 1.0) -> bool:
+        """True if a connection to the port gets an SMTP greeting ("220 ..."): a mail server, not just anything."""
+        return smtp_greets(self.host, self.port, timeout)
+
+    def messages(self) -> list[dict]:
+        """Every message in the Maildir, oldest first (services.smtp_sink.read_mailbox)."""
+        from services.smtp_sink import read_mailbox
+
+        return read_mailbox(self.maildir)
+
+
+def start_smtp_server(maildir: str | os.PathLike, port: int | None = None, slow_ack_seconds: float | None = None,
+                      timeout_s: float = 15.0) -> SmtpServerProc:
+    """Start ``python -m aiosmtpd -n -l 127.0.0.1:PORT -c services.smtp_sink.MaildirSink MAILDIR``
+    on ``port`` (default: a free one) and wait until it greets a client with "220".
+    ``maildir`` is made if missing (a path under the repository is passed relative to its
+    root, as a learner would type it); messages already in it stay. ``slow_ack_seconds``:
+    how long mail to ``slowack@...`` waits for its "250" (default: the server's, 5 s).
+    A port another program has is a PortInUse error."""
+    port = port or free_port()
+    folder = Path(os.path.abspath(maildir))
+    args = ["-m", "aiosmtpd", "-n", "-l", f"{ADDRESS}:{port}", "-c", "services.smtp_sink.MaildirSink",
+            repo_relative(folder)]
+    if slow_ack_seconds is not None:
+        args.append(f"{slow_ack_seconds:g}")
+    proc = SmtpServerProc("smtp", [sys.executable, *args], settings={}, cwd=REPO_ROOT)
+    proc.host, proc.port, proc.maildir, proc.slow_ack_seconds = ADDRESS, port, folder, slow_ack_seconds
+    # Ours, not just anyone's: this process listens on the port, and greets there.
+    proc.wait_until_listening(port, timeout_s, answers=lambda: proc.answers(0.5),
+                              advice="Does `python -m aiosmtpd -n -l 127.0.0.1:PORT -c "
+                                     "services.smtp_sink.MaildirSink MAILDIR` start?")
+    return proc
+
+
+# --- chapter 09: the group-bot receiver -------------------------------------------------
+
+class BotReceiverProc(Proc):
+    """A running DingTalk-style bot receiver (services/bot_receiver.py). ``send_url`` is the bot's
+    webhook (sign it: timestamp and sign in the query), ``hook_url`` the course's own webhook."""
+
+    url: str
+    port: int
+    token: str
+    secret: str
+    hang: float | None
+
+    @property
+    def send_url(self) -> str:
+        return f"{self.url}/robot/send?access_token={self.token}"
+
+    @property
+    def hook_url(self) -> str:
+        return f"{self.url}/hooks/notify"
+
+    def _call(self, path: str, *, method: str = "GET", body: object = None, timeout: float = 5.0):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return json.load(reply)
+
+    def answers(self, timeout: float = 1.0) -> bool:
+        """True if GET /health answers {"ok": true}: the receiver, not just anything on the port."""
+        try:
+            return self._call("/health", timeout=timeout) == {"ok": True}
+        except (OSError, ValueError):
+            return False
+
+    def messages(self) -> list[dict]:
+        """Every request to /robot/send and /hooks/notify since it started (or since reset()),
+        in order of arrival: {"t", "path", "status", "errcode", "verdict", "delivered", ...} each."""
+        return self._call("/messages")
+
+    def reset(self) -> None:
+        """Forget the messages, the idempotency keys and the queued faults."""
+        self._call("/reset", method="POST")
+
+    def faults(self, path: str, answers: list) -> dict:
+        """Queue what the next requests to ``path`` ("/robot/send" or "/hooks/notify") get, one
+        each: an HTTP status (not delivered) or "hang" (delivered, answered late)."""
+        return self._call("/faults", method="POST", body={"path": path, "answers": list(answers)})
+
+    def clear_faults(self) -> None:
+        self._call("/faults", method="DELETE")
+
+
+def start_bot_receiver(secret: str | None = None, *, token: str = "course-bot", port: int | None = None,
+                       hang: float | None = None, timeout_s: float = 15.0) -> BotReceiverProc:
+    """Start ``DINGTALK_SECRET=... python -m services.bot_receiver --port PORT`` on ``port``
+    (default: a free one) and wait until it answers GET /health. ``secret``: the bot's
+    signing secret (default: DINGTALK_SECRET, else this installation's generated one,
+    launcher.credentials.dingtalk_secret()); shown as where it is read from, never its
+    value. ``hang``: how long a "hang" fault holds its answer (default: the receiver's, 3 s).
+    A port another program has is a PortInUse error."""
+    port = port or free_port()
+    secret = dingtalk_secret() if secret is None else secret
+    if not secret:
+        raise ValueError("the bot's secret must not be empty (leave secret out for this installation's own)")
+    args = ["-m", "services.bot_receiver", "--port", str(port)]
+    if token != "course-bot":  # only what differs from the receiver's defaults: what a learner would type
+        args += ["--token", token]
+    if hang is not None:
+        args += ["--hang", f"{hang:g}"]
+    proc = BotReceiverProc("bot-receiver", [sys.executable, *args], settings={"DINGTALK_SECRET": secret},
+                           cwd=REPO_ROOT)
+    proc.port, proc.token, proc.secret, proc.hang = port, token, secret, hang
+    proc.url = f"http://{ADDRESS}:{port}"
+    proc.wait_until_listening(port, timeout_s, answers=lambda: proc.answers(0.5),
+                              advice="Does `DINGTALK_SECRET=... python -m services.bot_receiver --port PORT` start?")
     return proc

@@ -44,7 +44,7 @@ SETTING_NAMES = frozenset({
 #: from the kernel that starts it, as a Django process gets Django's.
 APP_SETTINGS = frozenset({"JIEBA_CACHE_DIR"})
 SETTING_PREFIXES = ("CELERY_", "FLOWER_", "DJANGO_", "DATABASE_", "REPORT_", "WORDCOUNT_", "EMAIL_", "SECURE_",
-                    "SECRET_", "COURSE_ADMIN_")
+                    "SECRET_", "COURSE_ADMIN_", "DINGTALK_", "NOTIFY_")
 #: Set for every process of a session (or of a chapter's owner, launcher.owner) so that it
 #: can be found and stopped; not a setting.
 PLUMBING = frozenset({"CELERY_COURSE_SESSION", "CELERY_COURSE_OWNER", "PYTHONUNBUFFERED", "TMPDIR"})
@@ -134,11 +134,11 @@ def relative_paths(text: str) -> str:
 def _secret_files(cwd: str | os.PathLike) -> dict[str, str]:
     """{value: reference} for the generated passwords (only files that exist), their
     paths relative to ``cwd`` (where the command runs) when both are in the repository."""
-    from .credentials import ADMIN_FILE, FLOWER_FILE, SECRET_KEY_FILE, secrets_dir
+    from .credentials import ADMIN_FILE, DINGTALK_FILE, FLOWER_FILE, SECRET_KEY_FILE, secrets_dir
 
     found = {}
     folder = secrets_dir()
-    for name in (FLOWER_FILE, ADMIN_FILE, SECRET_KEY_FILE):
+    for name in (FLOWER_FILE, ADMIN_FILE, SECRET_KEY_FILE, DINGTALK_FILE):
         path = folder / name
         try:
             value = path.read_text(encoding="utf-8").strip()

@@ -47,6 +47,10 @@ CI_BUDGET = 600.0
 
 #: Test files that are not named after their chapter: the budget line each belongs to.
 FILES = {
+    "tests/test_smtp_sink.py": "09",
+    "tests/test_bot_receiver.py": "09",
+    "tests/test_notifications.py": "09",
+    "tests/test_daily_report.py": "09",
     "tests/test_parallelism.py": "08",
     "tests/test_task_events.py": "08",
     "tests/test_wordcount.py": "08",

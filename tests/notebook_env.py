@@ -43,9 +43,11 @@ from tests.helpers import patched_environ
 #                CELERY_COURSE_SESSION, CELERY_COURSE_OWNER (procs, owner, scratch), and every
 #                setting (launcher.shown.is_setting) it hands on to the processes it starts;
 #   demo_tasks:  REDIS_URL, JIEBA_CACHE_DIR; selfcheck: REDIS_URL;
+#   services:    DINGTALK_SECRET (the bot receiver's signing secret, chapter 09);
 #   django_demo: DJANGO_SETTINGS_MODULE, DEBUG, SECRET_KEY[_FILE], ALLOWED_HOSTS,
 #                CSRF_TRUSTED_ORIGINS, DATABASE_URL, DATABASE_PASSWORD[_FILE], REDIS_URL,
 #                REDIS_PASSWORD[_FILE], TIME_ZONE, STATIC_ROOT, MEDIA_ROOT, REPORT_*, WORDCOUNT_*,
+#                DINGTALK_*, NOTIFY_* (chapter 09's notifications),
 #                EMAIL_BACKEND, EMAIL_FILE_PATH, EMAIL_HOST, DEFAULT_FROM_EMAIL, SECURE_*,
 #                BEHIND_TLS_PROXY, CELERY_TASK_DEFAULT_QUEUE, COURSE_ADMIN_*;
 #   compose:     COURSE_ENV;
@@ -65,7 +67,7 @@ DEVELOPER_NAMES = frozenset({
 })
 DEVELOPER_PREFIXES = (
     "REDIS_", "DATABASE_", "SECRET_", "DJANGO_", "CELERY_", "FLOWER_", "COURSE_", "LAB_", "REPORT_", "WORDCOUNT_",
-    "EMAIL_", "SECURE_", "JUPYTER", "JPY_",
+    "DINGTALK_", "NOTIFY_", "EMAIL_", "SECURE_", "JUPYTER", "JPY_",
 )
 
 

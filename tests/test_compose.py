@@ -33,7 +33,7 @@ PROFILES = {"development": COMPOSE_DIR / "development.env", "production": COMPOS
 ACL_TEMPLATE = COMPOSE_DIR / "redis" / "users.acl.in"
 GATE_TEMPLATE = COMPOSE_DIR / "flower-gate" / "default.conf.template"
 
-INFRA = {"redis", "db", "flower-gate"}      # upstream images, not ours
+INFRA = {"redis", "db", "flower-gate", "mailpit"}      # upstream images, not ours
 DJANGO_SERVICES = ("web", "worker", "beat")
 OUR_SERVICES = (*DJANGO_SERVICES, "flower")
 #: Who gets which secret: each service only the ones it uses.
@@ -45,6 +45,7 @@ SECRETS = {
     "beat": {"django_secret_key", "postgres_password", "redis_password"},
     "flower": {"redis_password", "flower_basic_auth"},
     "flower-gate": set(),
+    "mailpit": set(),
 }
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|_KEY$|AUTH")
 # ${VAR}, ${VAR:-x}, ${VAR:?x} or $VAR, but not $$VAR (expanded later, by the container's shell).
@@ -260,6 +261,8 @@ def test_ports_are_published_on_loopback_only(services):
     assert "ports" not in services["db"], "the database needs no port on the host"
     assert "ports" not in services["flower"], "Flower is published through the gate only"
     assert services["flower-gate"]["ports"] == ["127.0.0.1:5555:8080"]
+    # Mailpit's web UI on loopback; its SMTP port (1025) only inside the compose network.
+    assert services["mailpit"]["ports"] == ["127.0.0.1:8025:8025"]
 
 
 def test_every_image_built_here_is_the_one_image(services):
@@ -270,10 +273,13 @@ def test_every_image_built_here_is_the_one_image(services):
     build = next(iter(ours.values()))["build"]
     assert build["context"] == "." and build.get("dockerfile", "Dockerfile") == "Dockerfile"
     assert DOCKERFILE.is_file()
-    for name in INFRA:
+    for name in INFRA - {"mailpit"}:
         image = services[name]["image"]
         assert "build" not in services[name] and re.search(r":\d+(\.\d+)*-alpine$", image), \
             f"{name}: a pinned upstream image, not {image}"
+    # Mailpit's images are tagged by release (v1.28.0), not by Alpine: an exact one, never "latest".
+    assert "build" not in services["mailpit"]
+    assert re.fullmatch(r"axllent/mailpit:v\d+\.\d+\.\d+", services["mailpit"]["image"]), services["mailpit"]["image"]
 
 
 def test_services_share_the_image_and_django_anchors(services):
@@ -315,6 +321,8 @@ def test_every_service_has_a_healthcheck(services):
     worker = healthcheck_text(services["worker"])
     # This worker, not any worker: its node name is celery@<container hostname>.
     assert "inspect ping" in worker and "celery@$$HOSTNAME" in worker
+    # Mailpit's own readiness check (its image's HEALTHCHECK), written out so compose's gate sees it.
+    assert services["mailpit"]["healthcheck"]["test"] == ["CMD", "/mailpit", "readyz"]
 
 
 def test_depends_on_waits_for_health(services):
@@ -329,6 +337,9 @@ def test_depends_on_waits_for_health(services):
     for name in ("worker", "beat"):
         # web migrates before it serves: healthy web = the tables exist.
         assert "web" in services[name]["depends_on"], name
+    for name in ("web", "worker"):
+        # Mail is sent by the worker (notifications, the daily report) and by web (Django's own).
+        assert "mailpit" in services[name]["depends_on"], name
     assert "manage.py migrate" in " ".join(services["web"]["command"])
 
 
@@ -339,6 +350,35 @@ def test_celery_commands(services):
     assert beat[:4] == ["celery", "-A", "django_demo", "beat"]
     assert "django_celery_beat.schedulers:DatabaseScheduler" in beat
     assert services["beat"].get("deploy", {}).get("replicas", 1) == 1, "exactly one beat"
+
+
+def test_the_django_services_send_mail_to_mailpit(services):
+    """Chapter 09: the &django anchor points Django's SMTP backend at Mailpit's SMTP port
+    inside the network, in plain SMTP (Mailpit has no TLS here), and names who gets the
+    daily report; Flower (no Django) gets none of it."""
+    for name in DJANGO_SERVICES:
+        env = environment(services[name])
+        assert {k: env.get(k) for k in ("EMAIL_BACKEND", "EMAIL_HOST", "EMAIL_PORT", "EMAIL_USE_TLS")} == {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend", "EMAIL_HOST": "mailpit",
+            "EMAIL_PORT": "1025", "EMAIL_USE_TLS": "false"}, name
+        assert re.fullmatch(r"[^@,\s]+@[^@,\s]+(,[^@,\s]+@[^@,\s]+)*", env.get("REPORT_MAIL_TO", "")), name
+    assert "environment" not in services["flower"]
+    # Nothing else in the stack listens for mail, and Mailpit runs as its image says (no command of ours).
+    assert "command" not in services["mailpit"] and "environment" not in services["mailpit"]
+
+
+@needs_compose
+def test_both_profiles_send_mail_to_mailpit(resolved):
+    for profile in PROFILES:
+        config = resolved[profile]["config"]["services"]
+        for name in DJANGO_SERVICES:
+            env = config[name]["environment"]
+            assert (env["EMAIL_HOST"], str(env["EMAIL_PORT"])) == ("mailpit", "1025"), (profile, name)
+        assert config["mailpit"]["image"].startswith("axllent/mailpit:v")
+        published = config["mailpit"]["ports"]
+        # v1 of docker-compose prints "127.0.0.1:8025:8025/tcp"; the plugin a mapping.
+        assert [p if isinstance(p, str) else f"{p['host_ip']}:{p['published']}:{p['target']}/{p['protocol']}"
+                for p in published] == ["127.0.0.1:8025:8025/tcp"], published
 
 
 def test_flower_runs_without_django_and_keeps_credentials_out_of_its_arguments(services):
@@ -422,6 +462,11 @@ def test_every_security_and_address_setting_is_decided(services):
         "STATIC_ROOT": "no collectstatic in this stack",
         "SECRET_KEY": "SECRET_KEY_FILE", "REDIS_PASSWORD": "REDIS_PASSWORD_FILE",
         "DATABASE_PASSWORD": "DATABASE_PASSWORD_FILE",
+        # Mailpit takes mail without a login; a real relay's password comes as a secret file.
+        "EMAIL_HOST_PASSWORD": "no login to Mailpit", "EMAIL_HOST_PASSWORD_FILE": "no login to Mailpit",
+        # The learner's own robot and hook: unset, their tasks fail at once saying so (chapter 09).
+        "DINGTALK_WEBHOOK_URL": "the learner's own robot", "DINGTALK_SECRET": "the learner's own robot",
+        "DINGTALK_SECRET_FILE": "the learner's own robot", "NOTIFY_WEBHOOK_URL": "the learner's own hook",
     }
     settings = SETTINGS.read_text(encoding="utf-8")
     read = set(re.findall(r"""(?:environ\.get|env_bool|env_list|env_secret)\(\s*["']([A-Z_]+)["']""", settings))

@@ -73,8 +73,8 @@ def test_notebook_follows_the_skeleton(path):
 
 
 REQUIREMENTS = ("requirements.txt", "requirements-test.txt")
-FIRST_PARTY = {"demo_tasks", "django_demo", "instruments", "launcher", "services", "reports", "wordcounts", "selfcheck",
-               "tests", "tasks", "compose",
+FIRST_PARTY = {"demo_tasks", "django_demo", "instruments", "launcher", "services", "reports", "wordcounts",
+               "notifications", "selfcheck", "tests", "tasks", "compose",
                "terminal", "fonts", "architecture"}  # these three: pictures/src/ (its sys.path)
 
 

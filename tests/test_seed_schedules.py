@@ -19,7 +19,8 @@ import launcher
 from launcher.django_procs import django_env
 from launcher.procs import ProcessError
 
-NAMES = ["heartbeat every 10 minutes", "heartbeat nightly"]
+NAMES = ["daily report mail", "heartbeat every 10 minutes", "heartbeat nightly"]
+DAILY, EVERY_10, NIGHTLY = NAMES
 
 
 @pytest.fixture(scope="module")
@@ -82,21 +83,28 @@ def test_seeding_creates_once_then_changes_nothing_and_keeps_what_the_operator_o
     assert seed(env) == [
         "created    heartbeat every 10 minutes: reports.tasks.heartbeat, every 10 minutes",
         "created    heartbeat nightly: reports.tasks.heartbeat, crontab '0 3 * * *' (Asia/Shanghai)",
-        "2 created, 0 updated, 0 unchanged.",
+        "created    daily report mail: reports.tasks.mail_daily_report, crontab '0 8 * * *' (Asia/Shanghai)",
+        "3 created, 0 updated, 0 unchanged.",
     ]
     first = rows(db_file)
     assert sorted(first) == NAMES
-    assert (first[NAMES[0]]["every"], first[NAMES[0]]["period"], first[NAMES[0]]["enabled"]) == (10, "minutes", 1)
-    assert first[NAMES[0]]["expire_seconds"] == 300
-    nightly = first[NAMES[1]]
+    assert (first[EVERY_10]["every"], first[EVERY_10]["period"], first[EVERY_10]["enabled"]) == (10, "minutes", 1)
+    assert first[EVERY_10]["expire_seconds"] == 300
+    nightly = first[NIGHTLY]
     assert (nightly["minute"], nightly["hour"], nightly["crontab_tz"], nightly["enabled"]) == ("0", "3",
                                                                                            "Asia/Shanghai", 1)
+    # Chapter 09: the daily report, mailed at 08:00 in CELERY_TIMEZONE, with no arguments (yesterday's).
+    daily = first[DAILY]
+    assert (daily["task"], daily["minute"], daily["hour"], daily["day_of_week"], daily["crontab_tz"]) == \
+        ("reports.tasks.mail_daily_report", "0", "8", "*", "Asia/Shanghai")
+    assert (daily["args"], daily["kwargs"], daily["enabled"], daily["expire_seconds"]) == ("[]", "{}", 1, 4 * 3600)
+    assert daily["crontab_id"] != nightly["crontab_id"], "two schedules, two crontab rows"
     schedules, mark = schedule_rows(db_file), beats_mark(db_file)
     assert mark is not None, "creating rows through save() tells beat"
 
     # A second run: nothing to do, nothing written -- not a row, not a schedule, not beat's mark.
     assert seed(env) == ["unchanged  heartbeat every 10 minutes", "unchanged  heartbeat nightly",
-                         "0 created, 0 updated, 2 unchanged."]
+                         "unchanged  daily report mail", "0 created, 0 updated, 3 unchanged."]
     assert rows(db_file) == first
     assert schedule_rows(db_file) == schedules and beats_mark(db_file) == mark
 
@@ -108,17 +116,18 @@ def test_seeding_creates_once_then_changes_nothing_and_keeps_what_the_operator_o
     assert seed(env) == [
         "updated    heartbeat every 10 minutes: schedule every 30 minutes -> every 10 minutes",
         "unchanged  heartbeat nightly: enabled=False kept (the operator's; --reset to undo)",
-        "0 created, 1 updated, 1 unchanged.",
+        "unchanged  daily report mail",
+        "0 created, 1 updated, 2 unchanged.",
     ]
     after = rows(db_file)
-    assert after[NAMES[0]]["every"] == 10 and after[NAMES[1]]["enabled"] == 0
-    assert seed(env)[-1] == "0 created, 0 updated, 2 unchanged."
-    assert rows(db_file)[NAMES[1]]["enabled"] == 0, "a plain run never switches a task back on"
+    assert after[EVERY_10]["every"] == 10 and after[NIGHTLY]["enabled"] == 0
+    assert seed(env)[-1] == "0 created, 0 updated, 3 unchanged."
+    assert rows(db_file)[NIGHTLY]["enabled"] == 0, "a plain run never switches a task back on"
 
     # --reset: the code's `enabled` too.
     assert seed(env, "--reset")[:2] == ["unchanged  heartbeat every 10 minutes",
                                         "updated    heartbeat nightly: enabled False -> True (--reset)"]
-    assert rows(db_file)[NAMES[1]]["enabled"] == 1
+    assert rows(db_file)[NIGHTLY]["enabled"] == 1
 
     # A new release changes a schedule in the code: one update, the same row (never a second one).
     printed = in_code(env, "SCHEDULES['heartbeat every 10 minutes']['interval']['every'] = 5\n"
@@ -127,12 +136,13 @@ def test_seeding_creates_once_then_changes_nothing_and_keeps_what_the_operator_o
         "updated    heartbeat every 10 minutes: schedule every 10 minutes -> every 5 minutes",
         "updated    heartbeat nightly: schedule crontab '0 3 * * *' (Asia/Shanghai) -> "
         "crontab '0 4 * * *' (Asia/Shanghai)",
-        "0 created, 2 updated, 0 unchanged.",
+        "unchanged  daily report mail",
+        "0 created, 2 updated, 1 unchanged.",
     ]
     changed = rows(db_file)
     assert sorted(changed) == NAMES
     assert {name: row["id"] for name, row in changed.items()} == {name: row["id"] for name, row in first.items()}
-    assert changed[NAMES[0]]["every"] == 5 and changed[NAMES[1]]["hour"] == "4"
+    assert changed[EVERY_10]["every"] == 5 and changed[NIGHTLY]["hour"] == "4"
     assert beats_mark(db_file) > mark, "an update goes through save(): beat hears of it"
 
 

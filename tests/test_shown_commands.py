@@ -10,7 +10,9 @@ root, .venv activated -- does the same thing, proved by a round trip:
 - the Django server: it serves a row the test created in the chapter's database;
 - beat (plain app and the Django project's database scheduler): its first due
   task reaches the chapter's queue;
-- the flaky service: it answers a call.
+- the flaky service: it answers a call;
+- the SMTP server: it stores a mail in its Maildir;
+- the bot receiver: it accepts a signed message.
 
 The chapter's environment is made as ``launcher.prepare_chapter`` makes it: its
 own Redis database, a scratch folder in the repository with a migrated SQLite
@@ -22,10 +24,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import smtplib
 import sys
+import time
 import urllib.request
 import uuid
 from base64 import b64encode
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -35,10 +40,21 @@ from celery import Celery
 
 import launcher
 from launcher.chapter import chapter_url
-from launcher.credentials import FLOWER_FILE, SECRET_KEY_FILE, admin_auth, flower_auth, local_django_env, secrets_dir
+from launcher.credentials import (
+    FLOWER_FILE,
+    SECRET_KEY_FILE,
+    admin_auth,
+    dingtalk_secret,
+    flower_auth,
+    local_django_env,
+    secrets_dir,
+)
 from launcher.paths import DJANGO_DIR, REPO_ROOT
 from launcher.scratch import make_scratch, remove_scratch
+from launcher.services import smtp_greets
 from launcher.shown import repo_relative, shell_command
+from services.bot_receiver import dingtalk_sign
+from services.smtp_sink import read_mailbox
 from tests.helpers import patched_environ
 
 CHAPTER = 9  # a database no notebook of this test process uses
@@ -273,3 +289,41 @@ def test_shown_flaky_service_command_answers_in_a_clean_terminal():
             assert reply.status == 200
     finally:
         service.cleanup()
+
+
+def test_shown_smtp_server_command_stores_mail_in_a_clean_terminal():
+    scratch = make_scratch("shown-smtp-")
+    try:
+        shown = shown_then_stopped(launcher.start_smtp_server, scratch / "maildir")
+        assert shown.startswith("python -m aiosmtpd -n -l 127.0.0.1:")
+        port = int(shown.split("127.0.0.1:", 1)[1].split()[0])
+        server = clean_shell("terminal-smtp", shown)
+        try:
+            server.wait_until_listening(port, 30, answers=lambda: smtp_greets("127.0.0.1", port, 0.5))
+            message = EmailMessage()
+            message["Subject"], message["From"], message["To"] = "往返", "a@example.com", "b@example.com"
+            message.set_content("roundtrip")
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                client.send_message(message)
+            assert [m["subject"] for m in read_mailbox(scratch / "maildir")] == ["往返"]
+        finally:
+            server.cleanup()
+    finally:
+        remove_scratch(scratch)
+
+
+def test_shown_bot_receiver_command_accepts_a_signed_message_in_a_clean_terminal():
+    shown = shown_then_stopped(launcher.start_bot_receiver)
+    assert dingtalk_secret() not in shown and shown.startswith('DINGTALK_SECRET="$(cat ')
+    port = int(shown.split("--port ", 1)[1].split()[0])
+    receiver = clean_shell("terminal-bot", shown)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        receiver.wait_until_listening(port, 30, answers=lambda: launcher.procs.http_answers(url + "/health", 0.5))
+        timestamp = round(time.time() * 1000)
+        reply = requests.post(f"{url}/robot/send", json={"msgtype": "text", "text": {"content": "往返"}},
+                              params={"access_token": "course-bot", "timestamp": timestamp,
+                                      "sign": dingtalk_sign(dingtalk_secret(), timestamp)}, timeout=10)
+        assert reply.json() == {"errcode": 0, "errmsg": "ok"}
+    finally:
+        receiver.cleanup()

@@ -16,6 +16,14 @@ environment means production, and refuses to start without a SECRET_KEY.
                     postgres://user@host:5432/name for PostgreSQL
                     (DATABASE_PASSWORD_FILE: a file with the password)
     MEDIA_ROOT      where report files are written; default django_demo/media
+    EMAIL_*         mail (chapter 09): EMAIL_BACKEND (default: the console), EMAIL_HOST,
+                    EMAIL_PORT, EMAIL_TIMEOUT, EMAIL_USE_TLS, EMAIL_HOST_USER,
+                    EMAIL_HOST_PASSWORD (or EMAIL_HOST_PASSWORD_FILE)
+    DINGTALK_*      the group robot (chapter 09): DINGTALK_WEBHOOK_URL, DINGTALK_SECRET
+                    (or DINGTALK_SECRET_FILE)
+    NOTIFY_*        the internal webhook NOTIFY_WEBHOOK_URL, and the notification tasks'
+                    NOTIFY_TIMEOUT, NOTIFY_MAX_RETRIES, NOTIFY_RETRY_DELAY, NOTIFY_RETRY_MAX_DELAY
+    REPORT_MAIL_TO  who gets the daily report by mail (comma-separated)
 
 Django's settings reference: https://docs.djangoproject.com/en/5.2/ref/settings/
 """
@@ -41,6 +49,23 @@ def env_bool(name: str, default: bool) -> bool:
 
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_number(name: str, default, kind=float):
+    """A number from the environment (``kind``: float or int), or ``default`` if unset.
+    Anything else stops the process at once, saying which variable and what it holds."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not {'a whole number' if kind is int else 'a number'}; "
+            f"unset it for the default ({default}).") from None
+    if number < 0:
+        raise ImproperlyConfigured(f"{name}={value!r} is negative; unset it for the default ({default}).")
+    return number
 
 
 def env_secret(name: str) -> str:
@@ -103,6 +128,8 @@ INSTALLED_APPS = [
     "reports",
     # Chapter 08: a word count started from a view as a chord, followed on a progress page.
     "wordcounts",
+    # Chapter 09: notifications by mail, a DingTalk group robot and an internal webhook.
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -204,15 +231,70 @@ REPORT_QUEUE_TIMEOUT_SECONDS = float(os.environ.get("REPORT_QUEUE_TIMEOUT_SECOND
 # the progress page visibly moves (counting a piece of text itself takes a few milliseconds).
 WORDCOUNT_PIECE_SECONDS = float(os.environ.get("WORDCOUNT_PIECE_SECONDS", "0.5"))
 
-# Mail: printed on the console (runserver's or the worker's) unless the
+# --- Mail and notifications (chapter 09) ---------------------------------------------
+# Mail is printed on the console (runserver's or the worker's) unless the
 # environment names a backend, e.g. django.core.mail.backends.filebased.EmailBackend
-# with EMAIL_FILE_PATH (chapter 05's exercise 3), or smtp with EMAIL_HOST.
+# with EMAIL_FILE_PATH (chapter 05's exercise 3), or the SMTP backend with EMAIL_HOST
+# (chapter 09; compose's Mailpit).
 # https://docs.djangoproject.com/en/5.2/topics/email/#email-backends
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 if os.environ.get("EMAIL_FILE_PATH"):
+    # https://docs.djangoproject.com/en/5.2/ref/settings/#email-file-path
     EMAIL_FILE_PATH = os.environ["EMAIL_FILE_PATH"]
+# https://docs.djangoproject.com/en/5.2/ref/settings/#email-host
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+# https://docs.djangoproject.com/en/5.2/ref/settings/#email-port
+EMAIL_PORT = env_number("EMAIL_PORT", 25, int)
+# Seconds the SMTP backend waits for the server (connecting, and each answer). Django's
+# default, None, waits forever: a server that never answers would hold a worker's
+# process for good. A timeout ends the attempt; the task retries it (chapter 09).
+# https://docs.djangoproject.com/en/5.2/ref/settings/#email-timeout
+EMAIL_TIMEOUT = env_number("EMAIL_TIMEOUT", 10.0)
+# STARTTLS on the plain port (587); Mailpit and the course's local server speak plain SMTP.
+# https://docs.djangoproject.com/en/5.2/ref/settings/#email-use-tls
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# https://docs.djangoproject.com/en/5.2/ref/settings/#email-host-user
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+# Or EMAIL_HOST_PASSWORD_FILE: a file holding it (compose secrets).
+# https://docs.djangoproject.com/en/5.2/ref/settings/#email-host-password
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+# The sender of every mail; its domain also names the stable Message-IDs
+# (<notification-UUID@DOMAIN>, <daily-report-DAY@DOMAIN>: notifications/mail.py).
+# https://docs.djangoproject.com/en/5.2/ref/settings/#default-from-email
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "reports@example.com")
+
+# The group robot's webhook, as DingTalk's admin page gives it
+# (https://oapi.dingtalk.com/robot/send?access_token=...). Empty (the default): the
+# robot's task fails at once, saying so, and is not retried.
+# https://open.dingtalk.com/document/orgapp/custom-bot-send-message-type
+DINGTALK_WEBHOOK_URL = os.environ.get("DINGTALK_WEBHOOK_URL", "").strip()
+# The robot's signing secret (加签, "SEC..."), or DINGTALK_SECRET_FILE: a file holding it.
+# Empty: requests go unsigned (a robot secured by keywords or IP addresses instead).
+# https://open.dingtalk.com/document/orgapp/customize-robot-security-settings
+DINGTALK_SECRET = env_secret("DINGTALK_SECRET")
+# The project's own internal webhook: POST {"event", "text"} with an Idempotency-Key
+# header, the same on every attempt, so that the receiver drops a retry's copy.
+# Empty (the default): its task fails at once, saying so.
+# https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/
+NOTIFY_WEBHOOK_URL = os.environ.get("NOTIFY_WEBHOOK_URL", "").strip()
+# Seconds an HTTP call of a notification task waits (connecting, and for the answer).
+# https://requests.readthedocs.io/en/latest/user/advanced/#timeouts
+NOTIFY_TIMEOUT = env_number("NOTIFY_TIMEOUT", 5.0)
+# Retries of a notification (mail, robot, webhook) that failed for a reason that may
+# pass (a server down, a timeout, 4xx SMTP, HTTP 5xx): at most this many ...
+# https://docs.celeryq.dev/en/stable/userguide/tasks.html#Task.max_retries
+NOTIFY_MAX_RETRIES = env_number("NOTIFY_MAX_RETRIES", 5, int)
+# ... the first after this many seconds, then twice as long each time (chapter 07's
+# exponential backoff, computed by Celery's own get_exponential_backoff_interval) ...
+# https://docs.celeryq.dev/en/stable/userguide/tasks.html#Task.retry_backoff
+NOTIFY_RETRY_DELAY = env_number("NOTIFY_RETRY_DELAY", 1.0)
+# ... but never longer than this.
+# https://docs.celeryq.dev/en/stable/userguide/tasks.html#Task.retry_backoff_max
+NOTIFY_RETRY_MAX_DELAY = env_number("NOTIFY_RETRY_MAX_DELAY", 600.0)
+# Who gets the daily report (reports.tasks.mail_daily_report): comma-separated
+# addresses, the message's "to". Empty (the default): the task fails at once, saying so.
+# https://docs.djangoproject.com/en/5.2/topics/email/#emailmessage-objects
+REPORT_MAIL_TO = env_list("REPORT_MAIL_TO", "")
 
 # The report pages need a login (Django's own login page, reports' template).
 # https://docs.djangoproject.com/en/5.2/ref/settings/#login-url
@@ -227,7 +309,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"reports": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {name: {"handlers": ["console"], "level": "INFO", "propagate": False}
+                for name in ("reports", "notifications")},
 }
 
 # --- Security when DEBUG is false (`manage.py check --deploy`) -----------------

@@ -1,4 +1,5 @@
-"""URLs: the admin, logging in and out, the word counts (chapter 08), and the report pages at the site root."""
+"""URLs: the admin, logging in and out, the word counts (chapter 08), the notifications
+(chapter 09), and the report pages at the site root."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -8,5 +9,6 @@ urlpatterns = [
     # login/, logout/ (and password change) with Django's own views.
     path("accounts/", include("django.contrib.auth.urls")),
     path("wordcounts/", include("wordcounts.urls")),
+    path("notifications/", include("notifications.urls")),
     path("", include("reports.urls")),
 ]

@@ -4,18 +4,20 @@ Every page needs a login, and shows a user their own reports only: another
 user's report answers 404, exactly as a report that does not exist.
 """
 
+from datetime import date
 from pathlib import Path
 
 from celery.utils import uuid
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from kombu.exceptions import OperationalError
 
+from . import daily
 from .forms import ReportForm
 from .models import Report
 from .tasks import generate_report
@@ -129,3 +131,26 @@ def download_report(request, pk):
     if root not in path.parents or not path.is_file():
         raise Http404("报表文件不存在。")
     return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+
+
+@login_required
+@require_GET
+def download_daily(request):
+    """GET /reports/daily.xlsx?day=YYYY-MM-DD (default: today, in TIME_ZONE): that day's
+    reports as an XLSX workbook (reports/daily.py), built from the database now.
+    A user gets their own reports; staff (who see every report in the admin anyway)
+    get everyone's, as the daily mail does."""
+    text = request.GET.get("day", "").strip()
+    if text:
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            return HttpResponseBadRequest(
+                f"日期 {text!r} 看不懂：请写成 YYYY-MM-DD，例如 ?day={timezone.localdate().isoformat()}。"
+                f" Bad day {text!r}: use YYYY-MM-DD.", content_type="text/plain; charset=utf-8")
+    else:
+        day = timezone.localdate()
+    owner = None if request.user.is_staff else request.user
+    response = HttpResponse(daily.build_daily_workbook(day, owner=owner), content_type=daily.CONTENT_TYPE)
+    response["Content-Disposition"] = f'attachment; filename="{daily.filename(day)}"'
+    return response

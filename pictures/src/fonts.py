@@ -1,6 +1,7 @@
 """Fonts the picture scripts draw Chinese with: the files terminal.py looks for, and,
 for the matplotlib drawings (architecture.py, on_commit.py, beat_timeline.py,
-retry_timeline.py, workflow_timeline.py), use_cjk_font() before drawing and save_figure() after."""
+retry_timeline.py, workflow_timeline.py,
+notifications_architecture.py), use_cjk_font() before drawing and save_figure() after."""
 
 import sys
 from pathlib import Path

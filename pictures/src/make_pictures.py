@@ -34,6 +34,12 @@
    workflow_chord.png       real worker (its own broker) from its task events: who ran
                             each link of a chain, and each piece and the callback of
                             the word-count chord, on which pool process and when.
+9. notifications_architecture.png  drawn by notifications_architecture.py (matplotlib,
+                            chapter 01's helpers): chapter 09's senders, Broker, worker
+                            with its four tasks, the three receivers and the database.
+
+One picture alone: `make_pictures.py NAME.png` for celery_architecture.png,
+flower_broker.png or a picture of items 5-9 (a script that draws two makes both).
 
 Everything runs on an embedded broker on a free port and is stopped at the
 end, whatever happens. Needs Chromium (see launcher/browser.py) and a CJK font
@@ -404,14 +410,35 @@ def script_picture(script: str, *pictures: str) -> None:
         log(name)
 
 
+#: The pictures a script of their own makes (items 5-9 of the docstring), in the order they are made.
+SCRIPT_PICTURES = [
+    ("on_commit.py", ("on_commit_race.png",)),
+    ("beat_timeline.py", ("beat_timeline.png",)),
+    ("retry_timeline.py", ("retry_timeline.png",)),
+    ("workflow_timeline.py", ("workflow_chain.png", "workflow_chord.png")),
+    ("notifications_architecture.py", ("notifications_architecture.png",)),
+]
+
+
+def one_picture(names: list[str]) -> int:
+    """`make_pictures.py NAME.png`: make that picture only (and what the same script draws with it)."""
+    alone = {"celery_architecture.png": architecture, "flower_broker.png": broker_picture_only}
+    for script, pictures in SCRIPT_PICTURES:
+        for name in pictures:
+            alone[name] = lambda script=script, pictures=pictures: script_picture(script, *pictures)
+    if len(names) != 1 or names[0] not in alone:
+        sys.exit(f"error: cannot make {' '.join(names)!r} alone. Give one of: {', '.join(sorted(alone))}; "
+                 "or no argument, to make every picture.")
+    PICTURES.mkdir(exist_ok=True)
+    return alone[names[0]]() or 0
+
+
 def main() -> int:
     started = time.monotonic()
     PICTURES.mkdir(exist_ok=True)
     architecture()
-    script_picture("on_commit.py", "on_commit_race.png")
-    script_picture("beat_timeline.py", "beat_timeline.png")
-    script_picture("retry_timeline.py", "retry_timeline.png")
-    script_picture("workflow_timeline.py", "workflow_chain.png", "workflow_chord.png")
+    for script, pictures in SCRIPT_PICTURES:
+        script_picture(script, *pictures)
     try:
         broker = launcher.start_embedded()
         # -E: the worker sends task events, which is what Flower shows.
@@ -437,4 +464,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(broker_picture_only() if sys.argv[1:] == ["flower_broker.png"] else main())
+    sys.exit(one_picture(sys.argv[1:]) if sys.argv[1:] else main())
