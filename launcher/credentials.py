@@ -164,8 +164,12 @@ def banner() -> str:
     admin_user, admin_password = admin_auth()
     flower_from = "FLOWER_BASIC_AUTH" if os.environ.get("FLOWER_BASIC_AUTH") else where(FLOWER_FILE)
     admin_from = "COURSE_ADMIN_PASSWORD" if os.environ.get("COURSE_ADMIN_PASSWORD") else where(ADMIN_FILE)
+    # Made now too, so that chapter 09's commands can read it from the file; never printed.
+    dingtalk_secret()
+    dingtalk_from = "DINGTALK_SECRET" if os.environ.get("DINGTALK_SECRET") else where(DINGTALK_FILE)
     return "\n".join([
         "Local passwords (made for this installation; only your user can read the files):",
         f"  Flower:        {flower_user} / {flower_password}    (from {flower_from})",
         f"  Django admin:  {admin_user} / {admin_password}    (from {admin_from})",
+        f"  DingTalk bot signing secret (chapter 09): in {dingtalk_from}",
     ])

@@ -283,7 +283,8 @@ MAKE_NEVER = {
 _REDIS_CLIENTS = {"redis-cli", "valkey-cli", "redis-benchmark", "valkey-benchmark"}
 _REDIS_SERVERS = {"redis-server", "valkey-server"}
 #: This machine's ports that a learner's programs use: a test never takes them.
-FIXED_PORTS = (6379, 5555, 8000, 8007, 8888)  # 8007: chapter 07's flaky service
+#: 8007: chapter 07's flaky service; 1025 and 8009: chapter 09's SMTP server and bot receiver.
+FIXED_PORTS = (6379, 5555, 8000, 8007, 8888, 1025, 8009)
 _LOCAL = r"(?:127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\])"
 _URL = re.compile(r"\b(?:https?|wss?|ftp)://(?P<host>[^/\s:'\"]+)|\bgit@(?P<git>[^:\s]+):")
 
@@ -349,7 +350,7 @@ def unrunnable(block: Block) -> str | None:
 def rewrite(text: str, *, broker_port: int, port: Callable[[], int] = free_port) -> tuple[str, set[int]]:
     """``text`` with this machine's fixed addresses replaced by the test's own:
     the article's broker (127.0.0.1:6379, or ``redis://127.0.0.1`` without a port)
-    by ``broker_port``; ``--port=6379|5555|8000|8888`` (a server of its own) and
+    by ``broker_port``; ``--port=`` or aiosmtpd's ``-l 127.0.0.1:`` with a fixed port (a server of its own) and
     a ``manage.py runserver`` without an address by ``port()``. Returns the text and the ports it put in."""
     owned = {broker_port}
 
@@ -363,6 +364,8 @@ def rewrite(text: str, *, broker_port: int, port: Callable[[], int] = free_port)
     text = re.sub(rf"(?<![\w.])({_LOCAL}):6379\b", lambda m: f"{m[1]}:{broker_port}", text)
     fixed = "|".join(map(str, FIXED_PORTS))
     text = re.sub(rf"(--port[= ])({fixed})\b", lambda m: f"{m[1]}{fresh()}", text)
+    # aiosmtpd's own option: -l HOST:PORT (chapter 09's SMTP server).
+    text = re.sub(rf"(-l\s+{_LOCAL}:)({fixed})\b", lambda m: f"{m[1]}{fresh()}", text)
     text = re.sub(r"(\bmanage\.py\s+runserver\b(?:\s+--?[a-z-]+)*)(?=\s*(?:#.*)?$)",
                   lambda m: f"{m[1]} 127.0.0.1:{fresh()}", text, flags=re.MULTILINE)
     return text, owned

@@ -148,17 +148,21 @@ def test_a_marker_without_a_reason_or_a_ready_text_is_an_error(comment):
 
 
 def test_the_fixed_addresses_become_the_tests_own():
-    ports = iter([40001, 40002])
+    ports = iter([40001, 40002, 40003, 40004])
     text, owned = commands.rewrite(
         "celery --broker=redis://127.0.0.1:6379/4 flower --port=5555\n"
         "python -c 'import redis; redis.Redis.from_url(\"redis://127.0.0.1\")'\n"
         "REDIS_URL=redis://:pw@127.0.0.1:6380/0 make lab\n"
+        "python -m services.bot_receiver --port 8009\n"
+        "python -m aiosmtpd -n -l 127.0.0.1:1025 -c services.smtp_sink.MaildirSink Maildir\n"
         "python manage.py runserver\n", broker_port=39999, port=lambda: next(ports))
     assert text == ("celery --broker=redis://127.0.0.1:39999/4 flower --port=40001\n"
                     "python -c 'import redis; redis.Redis.from_url(\"redis://127.0.0.1:39999\")'\n"
                     "REDIS_URL=redis://:pw@127.0.0.1:6380/0 make lab\n"
-                    "python manage.py runserver 127.0.0.1:40002\n")
-    assert owned == {39999, 40001, 40002}
+                    "python -m services.bot_receiver --port 40002\n"
+                    "python -m aiosmtpd -n -l 127.0.0.1:40003 -c services.smtp_sink.MaildirSink Maildir\n"
+                    "python manage.py runserver 127.0.0.1:40004\n")
+    assert owned == {39999, 40001, 40002, 40003, 40004}
 
 
 @pytest.mark.parametrize("text, why", [

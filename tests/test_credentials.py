@@ -84,6 +84,8 @@ def test_the_banner_prints_each_password_once_with_where_it_is_kept(secrets_dir)
     flower, admin = credentials.flower_auth()[1], credentials.admin_auth()[1]
     assert text.count(flower) == 1 and text.count(admin) == 1
     assert f"(from {secrets_dir / 'flower-basic-auth'})" in text
+    # The bot's secret is made with them (chapter 09's commands `cat` it), named by its file, never printed.
+    assert f"in {secrets_dir / 'dingtalk-secret'}" in text and credentials.dingtalk_secret() not in text
 
 
 def test_local_django_processes_get_debug_on_explicitly(secrets_dir):

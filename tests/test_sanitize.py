@@ -83,6 +83,16 @@ CASES = {
         "flower --address=127.0.0.1 --port=PORT",
         "celery -A tasks flower --port=5555",    # the article's port
     ),
+    "port-settings": (
+        "EMAIL_PORT=45907 \\",
+        "EMAIL_PORT=PORT \\",
+        "EMAIL_PORT=1025 celery -A proj worker",    # a port the learner types
+    ),
+    "report-days": (
+        '报表日报 2026-12-07 | 2026-12-07 的报表日报 | daily-report-2026-12-07.xlsx | 参数: {"day": "2026-12-07"}',
+        '报表日报 DAY | DAY 的报表日报 | daily-report-DAY.xlsx | 参数: {"day": "DAY"}',
+        "2026-12-07 发布 | report-2026-12-07 | {\"date\": \"2026-12-07\"}",    # other dates stay
+    ),
     "pool-processes": (
         "[2026-11-24 04:30:01,123: INFO/ForkPoolWorker-3] Task demo_tasks.tasks.add",
         "[TIME: INFO/ForkPoolWorker-N] Task demo_tasks.tasks.add",

@@ -175,6 +175,17 @@ def test_slowack_times_the_client_out_although_the_message_was_delivered(smtp):
     assert other["Message-ID"] in ids(smtp)
 
 
+def test_slowack_answers_a_retried_copy_at_once_and_keeps_both(smtp):
+    message = mail(to="slowack@example.com")
+    with pytest.raises(smtplib.SMTPServerDisconnected, match="timed out"):
+        send(smtp, message, timeout=CLIENT_TIMEOUT)          # the first copy: stored, answered late
+    started = time.monotonic()
+    assert send(smtp, message) == {}                          # the retry, same Message-ID: 250 at once
+    assert time.monotonic() - started < SLOW_ACK
+    assert launcher.wait_for(lambda: ids(smtp).count(message["Message-ID"]) == 2, 10), smtp.log()
+    assert "was acknowledged late before: 250 at once" in smtp.log()
+
+
 def test_messages_are_listed_in_the_order_they_arrived(smtp):
     sent = [mail(subject=f"第 {n} 封") for n in range(5)]
     for message in sent:
