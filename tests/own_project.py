@@ -40,7 +40,9 @@ project of chapter NN is startproject + startapp + every non-fragment Django
 block of the chapters up to NN (``Project.assemble()``), then ``migrate``.
 Every process of it runs in the project's folder with the course's .venv and a
 learner's terminal environment: none of the course's settings (launcher.shown),
-only REDIS_URL naming the test's broker (the five steps read it).
+only REDIS_URL naming the test's broker (the five steps read it) and the
+variables a chapter tells the learner to set in their terminal (``running(settings=...)``:
+chapter 09's EMAIL_HOST and EMAIL_PORT).
 
 Keys and coverage
 -----------------
@@ -65,7 +67,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,10 +248,12 @@ def executable(name: str) -> list[str]:
 
 class Project:
     """A fresh project in ``root`` (the folder of manage.py, for Django) and the
-    environment of a learner's terminal with REDIS_URL naming ``broker_url``."""
+    environment of a learner's terminal with REDIS_URL naming ``broker_url`` and the
+    variables in ``settings`` (a chapter's EMAIL_HOST, ...)."""
 
-    def __init__(self, root: Path, kind: str, broker_url: str):
+    def __init__(self, root: Path, kind: str, broker_url: str, settings: Mapping[str, str] | None = None):
         self.root, self.kind, self.broker_url = root, kind, broker_url
+        self.settings = {"REDIS_URL": broker_url, **(settings or {})}
         self.blocks: list[Block] = []
         self.procs: list[Proc] = []
         self.ready_texts: dict[Proc, str] = {}   # what each long-running program logs when it is ready
@@ -257,8 +261,8 @@ class Project:
     @property
     def env(self) -> dict[str, str]:
         """A learner's terminal: none of the course's settings (no DJANGO_SETTINGS_MODULE,
-        PYTHONPATH, CELERY_*, ...), REDIS_URL, output line by line."""
-        return {**without_settings(os.environ), "REDIS_URL": self.broker_url, "PYTHONUNBUFFERED": "1"}
+        PYTHONPATH, CELERY_*, ...), REDIS_URL and ``settings``, output line by line."""
+        return {**without_settings(os.environ), **self.settings, "PYTHONUNBUFFERED": "1"}
 
     def run(self, argv: Sequence[str], timeout: float = COMMAND_TIMEOUT,
             cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -313,16 +317,17 @@ class Project:
         self.blocks.append(b)
 
     @classmethod
-    def assemble(cls, folder: Path, chapter: str, broker_url: str, kind: str = "django") -> Project:
+    def assemble(cls, folder: Path, chapter: str, broker_url: str, kind: str = "django",
+                 settings: Mapping[str, str] | None = None) -> Project:
         """The project of ``chapter`` in ``folder``: for Django, ``django-admin startproject
         proj`` + ``python manage.py startapp myapp``, then every block up to the chapter
         (chapter_blocks()), then ``migrate``; a plain folder gets its blocks only."""
         if kind == "plain":
             root = folder / "plain"
             root.mkdir()
-            project = cls(root, kind, broker_url)
+            project = cls(root, kind, broker_url, settings)
         else:
-            project = cls(folder / PROJECT, kind, broker_url)
+            project = cls(folder / PROJECT, kind, broker_url, settings)
             project.run([*executable("django-admin"), "startproject", PROJECT], cwd=folder)
             project.manage("startapp", APP)
         for b in chapter_blocks(chapter, kind):
@@ -343,7 +348,7 @@ class Project:
     def start(self, name: str, argv: Sequence[str], ready: str, wait: bool = True) -> Proc:
         """Start a long-running program in the project's folder; wait until it logs
         ``ready`` (``wait=False``: later, with ``wait_ready()``, to start several side by side)."""
-        proc = Proc(name, list(argv), cwd=self.root, settings={"REDIS_URL": self.broker_url})
+        proc = Proc(name, list(argv), cwd=self.root, settings=self.settings)
         self.procs.append(proc)
         self.ready_texts[proc] = ready
         if wait:
@@ -392,7 +397,7 @@ class Running:
 
 @contextmanager
 def running(chapter: str, workers: dict[str, Sequence[str]] | None = None, beat: bool = False,
-            kind: str = "django") -> Iterator[Running]:
+            kind: str = "django", settings: Mapping[str, str] | None = None) -> Iterator[Running]:
     """A broker (embedded Valkey on a free port), the project of ``chapter`` assembled in
     a temporary folder, its workers (name -> queues; default one ``w1`` on the default
     queue) and, with ``beat``, ``celery -A proj beat``, all started side by side. Everything
@@ -402,7 +407,7 @@ def running(chapter: str, workers: dict[str, Sequence[str]] | None = None, beat:
     project = None
     try:
         broker = start_embedded()
-        project = Project.assemble(folder, chapter, broker.url, kind)
+        project = Project.assemble(folder, chapter, broker.url, kind, settings)
         started = {}
         if kind == "django":
             started = {name: project.start_worker(name, queues, wait=False)
