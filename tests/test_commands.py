@@ -38,8 +38,8 @@ def migrated_database(tmp_path_factory):
     copied for each block; and the .secrets/ files `make lab` makes, in the test
     run's own folder (COURSE_SECRETS_DIR), which each block's copy of the
     repository gets as its .secrets/."""
-    credentials.flower_auth()
-    credentials.local_django_env()
+    credentials.banner()              # the passwords and the bot's secret, made as `make lab` makes them
+    credentials.local_django_env()    # SECRET_KEY
     folder = tmp_path_factory.mktemp("django-template")
     launcher.manage("migrate", "--noinput", env=django_env(folder, UNREACHABLE_BROKER))
     return folder / "db.sqlite3"
