@@ -38,8 +38,10 @@ from __future__ import annotations
 import dis
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-__all__ = ["FAIL", "OK", "Exercises", "Verdict", "Workspace", "checkpoint", "given", "workspace"]
+__all__ = ["FAIL", "OK", "Exercises", "Verdict", "Workspace", "checkpoint", "exercise_files", "given", "purge_queue",
+           "workspace"]
 
 OK = "✅"
 FAIL = "❌"
@@ -170,8 +172,6 @@ class Workspace:
     """
 
     def __init__(self, folder, label: str):
-        from pathlib import Path
-
         self.folder = Path(folder)
         #: How the folder is named to the learner (never the machine's temporary path).
         self.label = label
@@ -261,6 +261,22 @@ class Workspace:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return f"{self.label}/{file}：{done} {block} 这一段（第 {begin + 1}–{begin + len(new)} 行）"
+
+
+def exercise_files(namespace: dict, file: str) -> Workspace | None:
+    """The exercises' folder (``exercises_dir`` in the notebook) as a Workspace, once the
+    exercise section's first cell has written ``file`` there; else None."""
+    folder = namespace.get("exercises_dir")
+    if folder is None or not (Path(folder) / file).exists():
+        return None
+    return Workspace(folder, "exercises")
+
+
+def purge_queue(app, queue: str) -> None:
+    """Drop every message waiting in ``queue``: a retry an earlier attempt scheduled (a
+    warm stop puts back what a worker held) would otherwise run in the next attempt's worker."""
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(queue)
 
 
 def workspace(folder, label: str) -> Workspace:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import re
 import shutil
 import uuid
-from pathlib import Path
 
 import selfcheck
 
@@ -64,18 +63,11 @@ PARTS = Path(__file__).with_name("parts")
 
 
 def _files(ns: dict) -> selfcheck.Workspace | None:
-    folder = ns.get("exercises_dir")
-    if folder is None or not (Path(folder) / FILE).exists():
-        return None
-    return selfcheck.Workspace(folder, "exercises")
+    return selfcheck.exercise_files(ns, FILE)
 
 
 def _purge(app) -> None:
-    """Drop every message waiting in the exercises' queue: a retry an earlier
-    attempt scheduled (a warm stop puts the ones a worker held back) would run
-    in the next attempt's worker."""
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge(QUEUE)
+    selfcheck.purge_queue(app, QUEUE)
 
 
 def _run(ns: dict, task: str, block: str, check) -> list[str]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import shlex
-from pathlib import Path
 
 import selfcheck
 
@@ -95,16 +94,11 @@ def _expected_top(pieces, n: int = 10) -> list[list]:
 
 
 def _files(ns: dict) -> selfcheck.Workspace | None:
-    folder = ns.get("exercises_dir")
-    if folder is None or not (Path(folder) / FILE).exists():
-        return None
-    return selfcheck.Workspace(folder, "exercises")
+    return selfcheck.exercise_files(ns, FILE)
 
 
 def _purge(app) -> None:
-    """Drop what an earlier attempt left waiting in the exercise's queue."""
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge(QUEUE)
+    selfcheck.purge_queue(app, QUEUE)
 
 
 def _judge(result, pieces, failing: list[int]) -> list[str]:

@@ -39,7 +39,6 @@ import time
 import uuid
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import selfcheck
@@ -254,17 +253,11 @@ RETRY_WAITS = (0.1, 0.5)
 
 
 def _files(ns: dict) -> selfcheck.Workspace | None:
-    folder = ns.get("exercises_dir")
-    if folder is None or not (Path(folder) / FILE).exists():
-        return None
-    return selfcheck.Workspace(folder, "exercises")
+    return selfcheck.exercise_files(ns, FILE)
 
 
 def _purge(app) -> None:
-    """Drop every message waiting in the exercise's queue: a retry an earlier attempt
-    scheduled (a warm stop puts back what a worker held) would run in the next worker."""
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge(QUEUE)
+    selfcheck.purge_queue(app, QUEUE)
 
 
 def _retry_waits(worker, task_id: str) -> list[float]:

@@ -97,8 +97,9 @@ import signal
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from .json_http import JsonHandler, QuietServer
 
 ADDRESS = "127.0.0.1"  # never reachable from another machine
 SECRET_VARIABLE = "DINGTALK_SECRET"
@@ -182,11 +183,8 @@ def check_faults(path: object, answers: object) -> str | None:
     return None
 
 
-class BotServer(ThreadingHTTPServer):
+class BotServer(QuietServer):
     """The server and what it remembers: messages, idempotency keys and queued faults."""
-
-    # A thread per request, as daemons: a request held for --hang seconds never delays the exit.
-    daemon_threads = True
 
     def __init__(self, port: int, *, secret: str, token: str, hang: float):
         self.secret, self.token, self.hang = secret, token, hang
@@ -212,30 +210,10 @@ class BotServer(ThreadingHTTPServer):
         print(f"POST {entry['path']} {what}{extra} -> {entry['status']}{code} {entry['verdict']}"
               f"{' delivered' if entry['delivered'] else ''}{held}", flush=True)
 
-    def handle_error(self, request, client_address) -> None:
-        # A client that gave up (its timeout) before we answered is expected here, not an error.
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
 
-
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     server: BotServer
     server_version = "CourseBotReceiver/1.0"
-
-    def log_message(self, format, *args) -> None:
-        """Silenced: the server prints its own line per recorded request (stdout)."""
-
-    def send_json(self, status: int, body: object) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except ConnectionError:  # the client has given up (a held answer): nobody to answer
-            pass
 
     def read_body(self) -> bytes:
         try:

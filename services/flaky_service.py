@@ -55,14 +55,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from .json_http import JsonHandler, QuietServer
 
 #: The possible fates of a call, in the order their shares are laid out on [0, 1).
 VERDICTS = ("unavailable", "timeout", "slow", "ok")
@@ -125,11 +125,8 @@ def task_ids(prefix: str, count: int, *, where: Callable[[list[str]], bool] | No
     return found
 
 
-class FlakyServer(ThreadingHTTPServer):
+class FlakyServer(QuietServer):
     """The server and what it remembers: its options and the calls recorded so far."""
-
-    # A thread per request, as daemons: a request held for --hang seconds never delays the exit.
-    daemon_threads = True
 
     def __init__(self, port: int, *, seed: int, unavailable: float, timeout: float, slow: float,
                  hang: float, slow_seconds: float):
@@ -151,30 +148,10 @@ class FlakyServer(ThreadingHTTPServer):
             self.recorded.append(entry)
             print(line, flush=True)  # flushed: the log file is read while we run
 
-    def handle_error(self, request, client_address) -> None:
-        # A client that gave up (its timeout) before we answered is expected here, not an error.
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
 
-
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     server: FlakyServer
     server_version = "FlakyService/1.0"
-
-    def log_message(self, format, *args) -> None:
-        """Silenced: the server prints its own line per recorded request (stdout)."""
-
-    def send_json(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except ConnectionError:  # the client has given up (a "timeout" call): nobody to answer
-            pass
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
