@@ -194,7 +194,8 @@ class BotReceiverProc(Proc):
 
     def faults(self, path: str, answers: list) -> dict:
         """Queue what the next requests to ``path`` ("/robot/send" or "/hooks/notify") get, one
-        each: an HTTP status (not delivered) or "hang" (delivered, answered late)."""
+        each: an HTTP status (not delivered), "hang" (delivered, answered late), or for /robot/send a DingTalk error
+        {"errcode": 130101, "errmsg": "..."} (HTTP 200, not delivered)."""
         return self._call("/faults", method="POST", body={"path": path, "answers": list(answers)})
 
     def clear_faults(self) -> None:

@@ -4,10 +4,12 @@
 1. ``classify_bot_answer(status, body)`` (in the notebook): "sent", "retry" or
    "permanent" for an answer of the group robot. The check makes real requests
    -- to the chapter's ``bot`` (signed right, a wrong secret, a 2-hour-old
-   timestamp, an unknown access_token, a 503 and a 500 queued as faults, a body
-   the robot cannot read) and to a small web server of its own that answers
-   what is not the robot's JSON (a gateway's 502 page, a 200 web page at a wrong
-   address) -- and hands each real answer to the learner's function.
+   timestamp, an unknown access_token, a 503 and a 500 queued as faults, DingTalk's
+   rate limit 130101 and "busy" -1 queued as errcode faults, a body the robot
+   cannot read: 200 with errcode 40035) and to a small web server of its own that
+   answers what is not the robot's JSON (a gateway's 502 page, a proxy's 403 page,
+   a 200 web page at a wrong address) -- and hands each real answer to the
+   learner's function.
 2. ``notify_ops(text, key)`` in ``my_tasks.py`` (``%%writeblock my_tasks.py
    exercise-2``): one POST to our own webhook with ``Idempotency-Key: key`` and
    ``timeout=1``, retried (at most 3 times, 0.2 s apart) on a timeout, a lost
@@ -20,7 +22,7 @@
    record of the requests that carry this run's texts and keys, the tasks'
    states, and the waits Celery logged before each retry.
 3. A PeriodicTask named "daily report weekdays" (created with the ORM in the
-   notebook): it sends reports.tasks.mail_daily_report at 07:30 Beijing time,
+   notebook): it sends notifications.tasks.mail_daily_report at 07:30 Beijing time,
    Monday to Friday. The check reads the row from the chapter's database and
    lets the row's own schedule compute its next runs from a fixed moment.
 
@@ -90,7 +92,8 @@ ANSWERS = ("sent", "retry", "permanent")
 def _web_page_server():
     """A small web server of the check's own, on a free port of 127.0.0.1, for answers
     that are not the robot's JSON: POST /gateway answers a gateway's 502 error page,
-    POST /page a 200 web page (a webhook URL that points at a web site). Stopped on leaving."""
+    POST /forbidden a proxy's 403 page, POST /page a 200 web page (a webhook URL that points at
+    a web site). Stopped on leaving."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Page(BaseHTTPRequestHandler):
@@ -99,9 +102,12 @@ def _web_page_server():
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, text = ((502, "<html><body><h1>502 Bad Gateway</h1></body></html>")
-                            if self.path.startswith("/gateway") else
-                            (200, "<html><body><h1>Welcome</h1></body></html>"))
+            if self.path.startswith("/gateway"):
+                status, text = 502, "<html><body><h1>502 Bad Gateway</h1></body></html>"
+            elif self.path.startswith("/forbidden"):
+                status, text = 403, "<html><body><h1>403 Forbidden</h1></body></html>"
+            else:
+                status, text = 200, "<html><body><h1>Welcome</h1></body></html>"
             data = text.encode()
             self.send_response(status)
             self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -150,29 +156,35 @@ def _robot_answers(bot) -> list[tuple[str, int, dict | None, str]]:
 
     label = "（第 09 章练习 1 的检查）"
     other_token = bot.send_url.replace(f"access_token={bot.token}", "access_token=no-such-token")
+    too_fast = {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}
+    busy = {"errcode": -1, "errmsg": "系统繁忙"}
+
+    def signed(content: str) -> tuple[int, dict | None]:
+        return post(_signed(bot.send_url, bot.secret), _text(content + label))
+
+    # (what, send, the answer expected: (HTTP status, errcode), the right classification, the fault queued first)
     cases = [
-        ("签名正确的文本消息", lambda: post(_signed(bot.send_url, bot.secret), _text("签名正确" + label)),
-         (200, 0), "sent"),
+        ("签名正确的文本消息", lambda: signed("签名正确"), (200, 0), "sent", None),
         ("用错了密钥签名的消息", lambda: post(_signed(bot.send_url, bot.secret + "-wrong"), _text("密钥不对" + label)),
-         (200, 310000), "permanent"),
+         (200, 310000), "permanent", None),
         ("两小时前签名的消息（timestamp 太旧）",
          lambda: post(_signed(bot.send_url, bot.secret, time.time() - 7200), _text("时间太旧" + label)),
-         (200, 310000), "permanent"),
+         (200, 310000), "permanent", None),
         ("发给不存在的 access_token 的消息",
          lambda: post(_signed(other_token, bot.secret), _text("token 不对" + label)),
-         (200, 300001), "permanent"),
-        ("机器人暂时出错（HTTP 503）", lambda: post(_signed(bot.send_url, bot.secret), _text("503" + label)),
-         (503, None), "retry"),
-        ("机器人内部错误（HTTP 500）", lambda: post(_signed(bot.send_url, bot.secret), _text("500" + label)),
-         (500, None), "retry"),
+         (200, 300001), "permanent", None),
+        ("机器人暂时出错（HTTP 503）", lambda: signed("503"), (503, None), "retry", 503),
+        ("机器人内部错误（HTTP 500）", lambda: signed("500"), (500, None), "retry", 500),
+        ("发得太快（一分钟超过 20 条）", lambda: signed("发得太快"), (200, 130101), "retry", too_fast),
+        ("钉钉系统繁忙", lambda: signed("系统繁忙"), (200, -1), "retry", busy),
         ("格式不对的消息（msgtype 写错了）",
          lambda: post(_signed(bot.send_url, bot.secret), {"msgtype": "txt", "txt": {"content": "?"}}),
-         (400, 40035), "permanent"),
+         (200, 40035), "permanent", None),
     ]
     answers = []
-    for what, send, (status, errcode), want in cases:
-        if status >= 500:
-            bot.faults(SEND_PATH, [status])       # the next request gets it
+    for what, send, (status, errcode), want, fault in cases:
+        if fault is not None:
+            bot.faults(SEND_PATH, [fault])       # the next request gets it
         got_status, body = send()
         got_errcode = None if body is None else body.get("errcode")
         if got_status != status or (errcode is not None and got_errcode != errcode):
@@ -182,6 +194,7 @@ def _robot_answers(bot) -> list[tuple[str, int, dict | None, str]]:
         answers.append((what, got_status, body, want))
     with _web_page_server() as web:
         answers.append(("网关的错误页（HTTP 502，不是 JSON）", *post(web + "/gateway", _text("?")), "retry"))
+        answers.append(("网关拒绝了请求（HTTP 403，不是 JSON）", *post(web + "/forbidden", _text("?")), "permanent"))
         answers.append(("地址填错了：一个网页回答了 HTTP 200（不是 JSON）", *post(web + "/page", _text("?")),
                         "permanent"))
     return answers
@@ -196,6 +209,9 @@ def _classification_problem(what: str, status: int, body: dict | None, want: str
     errcode = None if body is None else body.get("errcode")
     if want == "sent":
         return f"{what}（HTTP {status}，errcode 0）是发送成功，应该是 \"sent\"，函数返回了 {got!r}"
+    if want == "retry" and status < 300:
+        return (f"{what}：errcode {errcode}（{body.get('errmsg')}）是暂时的：130101 是发得太快（每分钟 20 条），"
+                f"-1 是系统繁忙：等一会儿再发，应该是 \"retry\"，函数返回了 {got!r}")
     if want == "retry":
         return (f"{what}：HTTP {status} 是接收方暂时出错，过一会儿可能就好了，应该是 \"retry\"，函数返回了 {got!r}"
                 "（HTTP 5xx 都是 \"retry\"，不管 body 是什么）")
@@ -208,7 +224,7 @@ def _classification_problem(what: str, status: int, body: dict | None, want: str
                 f"（这里是 {errcode} {body.get('errmsg')}），只有 errcode 0 才是 \"sent\"")
     if 200 <= status < 300:
         return (f"{what}：errcode {errcode}（{body.get('errmsg')}）不是暂时的错误：同样的请求再发一次，回答还是一样，"
-                f"应该是 \"permanent\"，不要重试")
+                f"应该是 \"permanent\"，不要重试（只有 130101 和 -1 是暂时的）")
     return (f"{what}：HTTP {status} 是请求本身有错（4xx），再发一百次回答也一样，应该是 \"permanent\"，"
             f"函数返回了 {got!r}")
 
@@ -466,7 +482,7 @@ def notify_ops(ns: dict) -> list[str]:
 # --- Exercise 3: the daily report on weekday mornings ---------------------------------------
 
 NAME = "daily report weekdays"
-TASK = "reports.tasks.mail_daily_report"
+TASK = "notifications.tasks.mail_daily_report"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 #: The moment the next runs are computed from: a Friday, 08:00 in Beijing, after that day's report.
 START = datetime(2025, 1, 3, 8, 0, tzinfo=SHANGHAI)

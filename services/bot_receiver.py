@@ -36,11 +36,12 @@ https://open.dingtalk.com/document/orgapp/custom-bot-send-message-type):
     a number, or more than 3600 s away;
   * ``{"errcode": 310000, "errmsg": "sign not match"}``: wrong signature.
 
-  (DingTalk itself sometimes appends ", more: [a link]" to errmsg: compare errcode.)
-- One answer is the course's choice: a body that is not JSON, or has no known
-  msgtype with its content, is answered HTTP **400** ``{"errcode": 40035,
-  "errmsg": "invalid message: ..."}``. We could not verify what DingTalk answers
-  there; chapter 09 uses it to show that a 4xx (the sender's mistake) is not retried.
+  (DingTalk's own errmsg texts change over time -- ", more: [a link]" appended, or
+  since 2024 "description:机器人发送签名不匹配;solution:..." -- compare errcode.)
+- A body that is not JSON, or has no known msgtype with its content, is answered
+  HTTP 200 ``{"errcode": 40035, "errmsg": "缺少参数 json"}``: what DingTalk was seen
+  answering (reported by its users; its documentation does not list it). A sender
+  that reads errcode treats it as what it is: the request is wrong, never retried.
 
 The signature is compared with ``hmac.compare_digest``, which takes the same time
 wherever the first wrong character is: a plain ``==`` stops at the first
@@ -61,7 +62,11 @@ Faults, for the retry demos (a control endpoint, not part of DingTalk):
   replaces what is queued for that path: each of its next requests takes one
   answer, in order, then requests are answered normally again. A number (400-599)
   is answered with that HTTP status and ``{"error": ...}``, and the message is
-  *not* delivered (an overloaded gateway in front of the bot). ``"hang"``: the
+  *not* delivered (an overloaded gateway in front of the bot). A DingTalk error,
+  ``{"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}``
+  (``/robot/send`` only; any errcode other than 0, errmsg a string): answered HTTP
+  200 with that body, *not* delivered -- the robot's rate limit (130101: more than
+  20 messages a minute) or "系统繁忙" (-1), without sending 20 messages. ``"hang"``: the
   message *is* handled (delivered if valid, recorded), then the answer is held
   ``--hang`` seconds (3 by default): a sender whose timeout is shorter gives up
   and retries a message that already arrived. ``GET /faults`` shows what is
@@ -72,11 +77,11 @@ What it remembers:
 - ``GET /messages``: every request to ``/robot/send`` and ``/hooks/notify``, in order of
   arrival: ``{"t": unix time, "path", "status" (HTTP), "errcode" (or null),
   "verdict" ("ok", "token is not exist", "invalid timestamp", "sign not match",
-  "bad request", "duplicate", "fault 503", ...), "delivered" (a message a person
+  "bad request", "duplicate", "fault 503", "fault errcode 130101", ...), "delivered" (a message a person
   would see), "msgtype", "content" (the text, or the markdown's text), "event" (the
   webhook's), "key" (the Idempotency-Key, or null), "timestamp" (the request's),
   "sign_ok" (true/false, null when it was not checked), "fault" (the fault that
-  request got: a status, "hang", or null)}.
+  request got: a status, "hang", an errcode's answer, or null)}.
 - ``POST /reset`` forgets the messages, the idempotency keys and the faults.
 - ``GET /health``: ``{"ok": true}``. (``/health``, ``/messages``, ``/reset`` and
   ``/faults`` are not recorded.)
@@ -117,8 +122,8 @@ OK = {"errcode": 0, "errmsg": "ok"}
 TOKEN_UNKNOWN = {"errcode": 300001, "errmsg": "token is not exist"}
 INVALID_TIMESTAMP = {"errcode": 310000, "errmsg": "invalid timestamp"}
 SIGN_MISMATCH = {"errcode": 310000, "errmsg": "sign not match"}
-#: The course's own errcode for a message it cannot read (see the module's docstring).
-INVALID_MESSAGE = 40035
+#: DingTalk's answer to a body it cannot read (observed, not documented: see the module's docstring).
+MISSING_JSON = {"errcode": 40035, "errmsg": "缺少参数 json"}
 
 
 def dingtalk_sign(secret: str, timestamp_ms: int | str) -> str:
@@ -178,8 +183,16 @@ def check_faults(path: object, answers: object) -> str | None:
     if not isinstance(answers, list):
         return 'answers must be a list, e.g. [503, "hang"]'
     for answer in answers:
-        if answer != "hang" and not (type(answer) is int and 400 <= answer <= 599):
-            return f'each answer is an HTTP status from 400 to 599 or "hang", not {answer!r}'
+        if isinstance(answer, dict):
+            if path != SEND_PATH:
+                return f"an errcode answer is DingTalk's: only for {SEND_PATH}, not {path}"
+            if (set(answer) != {"errcode", "errmsg"} or type(answer["errcode"]) is not int
+                    or answer["errcode"] == 0 or not isinstance(answer["errmsg"], str)):
+                return ('an errcode answer is {"errcode": a number other than 0, "errmsg": "..."}, '
+                        f"e.g. {{\"errcode\": 130101, \"errmsg\": \"send too fast\"}}, not {answer!r}")
+        elif answer != "hang" and not (type(answer) is int and 400 <= answer <= 599):
+            return (f'each answer is an HTTP status from 400 to 599, "hang" or {{"errcode": ..., "errmsg": ...}}, '
+                    f"not {answer!r}")
     return None
 
 
@@ -195,7 +208,7 @@ class BotServer(QuietServer):
         self.lock = threading.Lock()
         super().__init__((ADDRESS, port), Handler)
 
-    def next_fault(self, path: str) -> int | str | None:
+    def next_fault(self, path: str) -> int | str | dict | None:
         with self.lock:
             queued = self.faults[path]
             return queued.pop(0) if queued else None
@@ -334,14 +347,20 @@ class Handler(JsonHandler):
         if isinstance(fault, int):
             self.answer_fault(entry, fault)
             return
+        if isinstance(fault, dict):   # DingTalk's own refusal, HTTP 200: rate limited, busy
+            entry.update(status=200, errcode=fault["errcode"], verdict=f"fault errcode {fault['errcode']}")
+            with self.server.lock:
+                self.server.record(entry)
+            self.send_json(200, fault)
+            return
         answer, entry["sign_ok"] = check_request(query, secret=self.server.secret, token=self.server.token,
                                                  now_ms=int(time.time() * 1000))
-        status = 200
         if answer is OK and problem is not None:
-            status, answer = 400, {"errcode": INVALID_MESSAGE, "errmsg": f"invalid message: {problem}"}
+            answer = MISSING_JSON   # what DingTalk answers, HTTP 200 like every other answer
             entry["verdict"] = "bad request"
         else:
             entry["verdict"] = answer["errmsg"]
+        status = 200
         entry.update(status=status, errcode=answer["errcode"], delivered=answer is OK)
         with self.server.lock:
             self.server.record(entry)

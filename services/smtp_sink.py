@@ -187,7 +187,10 @@ def delivery_order(key: str) -> tuple:
 
 
 def _text(value) -> str | None:
-    return None if value is None else str(value)
+    """A decoded header as text, without the folding whitespace a long header starts with:
+    Django folds a long encoded subject as "Subject: \\r\\n =?utf-8?b?...?=", and the email
+    package keeps the fold's space (" 欢迎..."), which is not part of the subject."""
+    return None if value is None else str(value).lstrip()
 
 
 def parse_message(data: bytes, key: str = "") -> dict:

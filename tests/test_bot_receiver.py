@@ -202,14 +202,16 @@ def test_an_unknown_token_is_errcode_300001(fresh):
     assert seen(fresh, "verdict", "delivered", "content") == [("token is not exist", False, "报表已生成")]
 
 
-def test_a_body_that_is_not_a_message_is_http_400(fresh):
-    for data, says in [(b"{not json", "the body is not JSON"), (b"\xff\xfe", "the body is not UTF-8")]:
+def test_a_body_that_is_not_a_message_is_answered_200_with_errcode_40035_as_dingtalk_does(fresh):
+    """Observed DingTalk behaviour: HTTP 200 {"errcode": 40035, "errmsg": "缺少参数 json"}, not a 400."""
+    for data in [b"{not json", b"\xff\xfe"]:
         reply = post_robot(fresh, data=data)
-        assert reply.status_code == 400
-        assert reply.json()["errcode"] == 40035 and reply.json()["errmsg"].startswith(f"invalid message: {says}")
+        assert (reply.status_code, reply.json()) == (200, {"errcode": 40035, "errmsg": "缺少参数 json"})
     reply = post_robot(fresh, {"msgtype": "image", "image": {}})
-    assert reply.status_code == 400 and "unknown msgtype 'image'" in reply.json()["errmsg"]
-    assert seen(fresh, "status", "errcode", "verdict", "delivered") == [(400, 40035, "bad request", False)] * 3
+    assert (reply.status_code, reply.json()) == (200, {"errcode": 40035, "errmsg": "缺少参数 json"})
+    reply = post_robot(fresh, {"msgtype": "text", "text": {}})   # no content
+    assert (reply.status_code, reply.json()["errcode"]) == (200, 40035)
+    assert seen(fresh, "status", "errcode", "verdict", "delivered") == [(200, 40035, "bad request", False)] * 4
 
 
 def test_a_get_is_not_a_message_and_is_not_recorded(fresh):
@@ -239,6 +241,20 @@ def test_a_503_is_not_delivered_and_a_hang_is_delivered_but_answered_late(fresh)
         ("第四次", 200, "ok", True, None)]
 
 
+def test_an_errcode_fault_is_dingtalks_rate_limit_or_busy_answer_and_is_not_delivered(fresh):
+    too_fast = {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}
+    busy = {"errcode": -1, "errmsg": "系统繁忙"}
+    fresh.faults("/robot/send", [too_fast, busy])
+    first, second = post_robot(fresh, text("第一次")), post_robot(fresh, text("第二次"))
+    assert (first.status_code, first.json()) == (200, too_fast)
+    assert (second.status_code, second.json()) == (200, busy)
+    assert post_robot(fresh, text("第三次")).json() == OK  # the queue is used up: normal again
+    assert seen(fresh, "content", "status", "errcode", "verdict", "delivered", "fault") == [
+        ("第一次", 200, 130101, "fault errcode 130101", False, too_fast),
+        ("第二次", 200, -1, "fault errcode -1", False, busy),
+        ("第三次", 200, 0, "ok", True, None)]
+
+
 def test_faults_are_per_path_can_be_cleared_and_bad_ones_are_refused(fresh):
     fresh.faults("/hooks/notify", [500, 502])
     assert requests.get(fresh.url + "/faults", timeout=10).json() == {"/robot/send": [], "/hooks/notify": [500, 502]}
@@ -251,7 +267,11 @@ def test_faults_are_per_path_can_be_cleared_and_bad_ones_are_refused(fresh):
     assert post_robot(fresh, text()).json() == OK
     for bad in [{"path": "/elsewhere", "answers": [503]}, {"path": "/robot/send", "answers": 503},
                 {"path": "/robot/send", "answers": [200]}, {"path": "/robot/send", "answers": ["slow"]},
-                {"path": "/robot/send", "answers": [True]}]:
+                {"path": "/robot/send", "answers": [True]},
+                {"path": "/robot/send", "answers": [{"errcode": 0, "errmsg": "ok"}]},
+                {"path": "/robot/send", "answers": [{"errcode": "130101", "errmsg": "x"}]},
+                {"path": "/robot/send", "answers": [{"errcode": 130101}]},
+                {"path": "/hooks/notify", "answers": [{"errcode": 130101, "errmsg": "x"}]}]:
         reply = requests.post(fresh.url + "/faults", json=bad, timeout=10)
         assert reply.status_code == 400 and reply.json()["error"], bad
     assert requests.get(fresh.url + "/faults", timeout=10).json() == {"/robot/send": [], "/hooks/notify": []}

@@ -18,6 +18,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
+from celery import Celery
 from django.urls import reverse
 from django.utils import timezone
 from openpyxl import load_workbook
@@ -186,7 +187,7 @@ for n, (title, status, rows, seconds) in enumerate({seeds!r}):
     finished = created + timedelta(seconds=seconds) if seconds is not None else None
     Report.objects.filter(pk=report.pk).update(created=created, finished=finished)
 due = ClockedSchedule.objects.create(clocked_time=timezone.now() + timedelta(seconds=1))
-PeriodicTask.objects.create(name="daily report (once)", task="reports.tasks.mail_daily_report", clocked=due,
+PeriodicTask.objects.create(name="daily report (once)", task="notifications.tasks.mail_daily_report", clocked=due,
                             one_off=True, kwargs=json.dumps({{"day": day.isoformat()}}))
 print(json.dumps({{"day": day.isoformat()}}))
 """
@@ -205,16 +206,23 @@ def seeded(stack) -> str:
 
 def test_beat_sends_the_daily_report_and_the_mail_carries_the_workbook(stack, smtp, seeded, module_broker):
     day = seeded
-    message_id = f"<daily-report-{day}@course.example>"
+
+    def reports_of_the_day() -> list[dict]:
+        return [m for m in smtp.messages() if (m["message_id"] or "").startswith(f"<daily-report-{day}-")]
+
     beat = start_beat("django_demo", broker=module_broker, cwd=str(DJANGO_DIR), env=stack["env"])
     try:
         sent = beat.wait_for_log("Sending due task daily report (once)", DEADLINE, since=0)
-        assert sent.endswith("Sending due task daily report (once) (reports.tasks.mail_daily_report)"), sent
-        assert launcher.wait_for(lambda: any(m["message_id"] == message_id for m in smtp.messages()), DEADLINE, 0.1), \
-            stack["worker"].tail(30)
+        assert sent.endswith("Sending due task daily report (once) (notifications.tasks.mail_daily_report)"), sent
+        assert launcher.wait_for(lambda: len(reports_of_the_day()) == 1, DEADLINE, 0.1), stack["worker"].tail(30)
     finally:
         beat.cleanup()
-    [mail] = [m for m in smtp.messages() if m["message_id"] == message_id]
+    [mail] = reports_of_the_day()
+    # The Message-ID is keyed to this send (the task's id: the same for each of its retries).
+    task_id = query(stack["db"], "SELECT task_id FROM django_celery_results_taskresult "
+                                 "WHERE periodic_task_name = 'daily report (once)'")[0]
+    message_id = f"<daily-report-{day}-{task_id}@course.example>"
+    assert mail["message_id"] == message_id
     assert mail["subject"] == f"报表日报 {day}" and mail["from"] == FROM
     assert sorted(re.split(r",\s*", mail["rcpt_to"])) == RECIPIENTS
     assert "合计：3" in mail["text"] and f"daily-report-{day}.xlsx" in mail["text"]
@@ -235,6 +243,17 @@ def test_beat_sends_the_daily_report_and_the_mail_carries_the_workbook(stack, sm
     assert launcher.wait_for(lambda: stored() == ("SUCCESS",), DEADLINE, 0.1), stored()
     lines = [line for line in stack["worker"].log().splitlines() if f"daily report {day} by mail: attempt" in line]
     assert len(lines) == 1 and lines[0].endswith(f"sent to {', '.join(RECIPIENTS)}, Message-ID {message_id}")
+
+    # A deliberate re-send of the same day (e.g. after its data was corrected) is a new message,
+    # with a new Message-ID: a mail client that keeps one message per id still shows it.
+    app = Celery("daily-test-client", broker=module_broker.url, set_as_current=False)
+    try:
+        again = app.send_task("notifications.tasks.mail_daily_report", kwargs={"day": day}).id
+    finally:
+        app.close()
+    assert launcher.wait_for(lambda: len(reports_of_the_day()) == 2, DEADLINE, 0.1), stack["worker"].tail(30)
+    assert [m["message_id"] for m in reports_of_the_day()] == [
+        message_id, f"<daily-report-{day}-{again}@course.example>"]
 
 
 @pytest.fixture

@@ -68,6 +68,7 @@ def refused(*codes: int) -> smtplib.SMTPRecipientsRefused:
     (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "permanent"),
     (smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), "retry"),
     (smtplib.SMTPConnectError(421, b"4.3.2 Service not available"), "retry"),
+    (smtplib.SMTPConnectError(554, b"5.7.1 No SMTP service here"), "permanent"),
     (smtplib.SMTPHeloError(421, b"4.7.0 Try again later"), "retry"),
     (smtplib.SMTPHeloError(501, b"5.5.4 Invalid domain name"), "permanent"),
     (smtplib.SMTPSenderRefused(451, b"4.3.0 Temporary failure", "a@example.com"), "retry"),
@@ -101,6 +102,60 @@ def test_a_failure_names_the_servers_answer():
     assert isinstance(smtp_failure(answer), PermanentFailure) and "550 5.1.1" in smtp_failure(answer).reason
     down = smtp_failure(ConnectionRefusedError(111, "Connection refused"))
     assert isinstance(down, TemporaryFailure) and down.detail == "[Errno 111] Connection refused"
+
+
+def test_a_554_greeting_is_a_permanent_refusal_by_its_code(settings):
+    from notifications.delivery import PermanentFailure
+    from notifications.mail import smtp_failure
+
+    greeting = smtp_failure(smtplib.SMTPConnectError(554, b"5.7.1 No SMTP service here"))
+    assert isinstance(greeting, PermanentFailure) and greeting.detail == "554 5.7.1 No SMTP service here"
+
+
+def test_a_server_that_does_not_answer_in_time_is_a_timeout_not_unreachable(settings):
+    """smtplib turns a read timeout into SMTPServerDisconnected('Connection unexpectedly closed:
+    timed out'); the failure says "no answer within", and that the mail may have arrived."""
+    from django.core.mail import EmailMessage
+
+    from notifications.delivery import TemporaryFailure
+    from notifications.mail import send_or_classify
+
+    silent = socket.create_server(("127.0.0.1", 0))   # accepts the connection, never greets
+    try:
+        port = silent.getsockname()[1]
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", port, 0.5
+        with pytest.raises(TemporaryFailure) as failed:
+            returns_within(30, lambda: send_or_classify(EmailMessage("s", "b", "a@example.com", ["b@example.com"])),
+                           "a mail to a server that never answers")
+    finally:
+        silent.close()
+    assert isinstance(failed.value.__cause__, smtplib.SMTPServerDisconnected)
+    assert str(failed.value.__cause__) == "Connection unexpectedly closed: timed out"
+    assert failed.value.what == f"SMTP server 127.0.0.1:{port} did not answer"
+    assert failed.value.detail == "no answer within 0.5 s (EMAIL_TIMEOUT)"
+    assert failed.value.reason == "0.5 秒内没有等到邮件服务器的回答（信可能已经送达）"
+
+
+def test_retry_waits_have_full_jitter_unless_turned_off(settings):
+    from notifications.delivery import backoff
+
+    settings.NOTIFY_RETRY_DELAY, settings.NOTIFY_RETRY_MAX_DELAY = 1.0, 600.0
+    settings.NOTIFY_RETRY_JITTER = False
+    assert [backoff(n) for n in range(5)] == [1, 2, 4, 8, 16]
+    settings.NOTIFY_RETRY_JITTER = True
+    waits = [backoff(3) for _ in range(200)]
+    assert all(0 <= w <= 8 for w in waits) and len(set(waits)) > 100, "random between 0 and 8 s"
+    assert min(waits) < 4 < max(waits)
+
+
+def test_the_robots_temporary_errcodes_and_its_rate_limit():
+    from notifications import dingtalk
+    from notifications.tasks import send_dingtalk
+
+    assert dingtalk.TRANSIENT_ERRCODES == {-1: 60, 130101: 600}
+    assert 300005 in dingtalk.CONFIG_ERRORS and 300001 in dingtalk.CONFIG_ERRORS
+    assert send_dingtalk.rate_limit == "20/m"
 
 
 #: DingTalk's documented algorithm (its Python example, run once): timestamp 1700000000000 and
@@ -236,7 +291,7 @@ def stack(tmp_path_factory, module_broker, smtp, bot_holder):
                       EMAIL_PORT=str(server.port), EMAIL_TIMEOUT="5", DEFAULT_FROM_EMAIL=FROM,
                       DINGTALK_WEBHOOK_URL=bot.send_url, DINGTALK_SECRET=SECRET, NOTIFY_WEBHOOK_URL=bot.hook_url,
                       NOTIFY_TIMEOUT=str(NOTIFY_TIMEOUT), NOTIFY_MAX_RETRIES=str(MAX_RETRIES),
-                      NOTIFY_RETRY_DELAY=str(RETRY_DELAY)) as running:
+                      NOTIFY_RETRY_DELAY=str(RETRY_DELAY), NOTIFY_RETRY_JITTER="false") as running:
         yield running
 
 
@@ -421,7 +476,7 @@ def test_the_daily_report_mail_without_recipients_fails_at_once(stack, module_br
     (Sent by name, as beat sends it; test_daily_report.py has beat send it for real.)"""
     app = Celery("notify-test-client", broker=module_broker.url, set_as_current=False)
     try:
-        task_id = app.send_task("reports.tasks.mail_daily_report", kwargs={"day": "2026-12-07"}).id
+        task_id = app.send_task("notifications.tasks.mail_daily_report", kwargs={"day": "2026-12-07"}).id
     finally:
         app.close()
     assert launcher.wait_for(lambda: (task_result(stack, task_id) or ("",))[0] == "FAILURE", DEADLINE, 0.05)
@@ -481,6 +536,39 @@ def test_a_503_is_retried_and_the_message_delivered_once(stack, session, bot):
     assert [(m["status"], m["delivered"]) for m in robot(bot)] == [(503, False), (200, True)]
     assert [e["outcome"] for e in done["history"]] == ["retry", "sent"]
     assert done["history"][0]["detail"].startswith("HTTP 503")
+
+
+@pytest.mark.parametrize("errcode, errmsg", [(130101, "send too fast, exceed 20 times per minute"), (-1, "系统繁忙")],
+                         ids=["too-fast", "busy"])
+def test_the_robots_rate_limit_and_busy_answers_are_retried_after_a_long_wait(stack, session, bot, module_broker,
+                                                                             errcode, errmsg):
+    """HTTP 200 with errcode 130101 (more than 20 a minute) or -1 (busy): temporary. The retry
+    waits at least dingtalk.TRANSIENT_ERRCODES[errcode] s (600 s, 60 s), not the short backoff;
+    the test reads that wait from the worker's log and the row, then revokes the waiting retry."""
+    from notifications.dingtalk import TRANSIENT_ERRCODES
+
+    floor = TRANSIENT_ERRCODES[errcode]
+    bot.faults("/robot/send", [{"errcode": errcode, "errmsg": errmsg}])
+    mark = stack["worker"].mark()
+    notification_id = send(stack, session, channel="dingtalk", subject="告警风暴", body=f"errcode {errcode}")
+    line = stack["worker"].wait_for_log(f"notification {notification_id} via dingtalk: attempt 1 of {ATTEMPTS} failed",
+                                        DEADLINE, since=mark)
+    task_id = row(stack, notification_id)["task_id"]
+    try:
+        assert f"failed, retry in {floor:g} s" in line and f"errcode {errcode} {errmsg}" in line, line
+        assert launcher.wait_for(lambda: row(stack, notification_id)["history"], DEADLINE, 0.05)
+        found = row(stack, notification_id)
+        assert (found["status"], [e["outcome"] for e in found["history"]]) == ("pending", ["retry"])
+        assert found["history"][0]["detail"] == f"errcode {errcode} {errmsg}"
+        assert f"（{floor:g} 秒后重试）" in found["reason"], found["reason"]
+        assert [(m["status"], m["errcode"], m["delivered"]) for m in robot(bot)] == [(200, errcode, False)]
+    finally:
+        app = Celery("notify-test-control", broker=module_broker.url, set_as_current=False)
+        try:
+            app.control.revoke(task_id)   # the retry would come minutes later: not in this test
+        finally:
+            app.close()
+    stack["worker"].wait_for_log(f"Tasks flagged as revoked: {task_id}", DEADLINE, since=mark)
 
 
 def test_at_least_once_a_timeout_after_delivery_posts_the_message_twice(stack, session, bot):
@@ -562,3 +650,36 @@ def test_an_invalid_address_on_the_live_page_queues_nothing(stack, session):
     assert reply.status_code == 400 and "这不是一个有效的邮件地址" in reply.text
     assert query(stack["db"], "SELECT COUNT(*) FROM notifications_notification")[0] == before
     assert "notifications.tasks" not in stack["worker"].log(mark)
+
+
+def test_the_admins_resend_sends_a_failed_row_again_and_keeps_its_history(stack, session, bot):
+    """«重新发送» in the admin (the action, through the live admin page): a webhook row that
+    failed (503 on every attempt) is pending again, its task sent anew, and delivered now
+    that the hook is fine; the failed attempts stay in its history."""
+    bot.faults("/hooks/notify", [503] * ATTEMPTS)
+    notification_id = send(stack, session, channel="webhook", subject="重新发送", body="服务器好了再发")
+    failed = finished(stack, notification_id)
+    assert (failed["status"], failed["attempts"]) == ("failed", ATTEMPTS)
+
+    changelist = stack["server"].url + "/admin/notifications/notification/"
+    session.get(changelist, timeout=10)
+    reply = session.post(changelist, timeout=30, data={
+        "csrfmiddlewaretoken": session.cookies["csrftoken"], "action": "resend_failed", "index": "0",
+        "_selected_action": [notification_id]})
+    assert reply.status_code == 200 and "已重新发送 1 条通知。" in reply.text, reply.text[-3000:]
+    again = row(stack, notification_id)
+    assert again["task_id"] != failed["task_id"], "a new task, with a new id"
+    done = finished(stack, notification_id)
+    assert (done["status"], done["task_status"]) == ("sent", "SUCCESS"), done
+    assert [e["outcome"] for e in done["history"]] == ["retry"] * MAX_RETRIES + ["failed", "resent", "sent"]
+    assert done["history"][-2]["detail"] == f"sent again from the admin by {stack['auth'][0]}"
+    assert [(m["status"], m["delivered"]) for m in hook(bot)] == [(503, False)] * ATTEMPTS + [(200, True)]
+    assert done["reason"] == ""   # this send went through at once
+
+    # A row that is not failed is left alone.
+    session.get(changelist, timeout=10)
+    reply = session.post(changelist, timeout=30, data={
+        "csrfmiddlewaretoken": session.cookies["csrftoken"], "action": "resend_failed", "index": "0",
+        "_selected_action": [notification_id]})
+    assert "1 条不是“失败”状态，没有重新发送。" in reply.text
+    assert row(stack, notification_id)["task_id"] == done["task_id"]

@@ -22,8 +22,8 @@ from services import flaky_service
 from tests.test_tables import as_compared
 
 #: How long the service holds every call (it answers every call "slow").
-SLOW = 0.2
-IO_CALLS = 3
+SLOW = 0.5
+IO_CALLS = 4
 CPU_PIECES, CPU_LIMIT = 3, 20_000
 # Reports of 0.5 s: the lower bound below allows one report to have run before the ping
 # is sent (this process can be held up that long on a loaded machine only rarely).

@@ -83,7 +83,7 @@ def test_seeding_creates_once_then_changes_nothing_and_keeps_what_the_operator_o
     assert seed(env) == [
         "created    heartbeat every 10 minutes: reports.tasks.heartbeat, every 10 minutes",
         "created    heartbeat nightly: reports.tasks.heartbeat, crontab '0 3 * * *' (Asia/Shanghai)",
-        "created    daily report mail: reports.tasks.mail_daily_report, crontab '0 8 * * *' (Asia/Shanghai)",
+        "created    daily report mail: notifications.tasks.mail_daily_report, crontab '0 8 * * *' (Asia/Shanghai)",
         "3 created, 0 updated, 0 unchanged.",
     ]
     first = rows(db_file)
@@ -96,7 +96,7 @@ def test_seeding_creates_once_then_changes_nothing_and_keeps_what_the_operator_o
     # Chapter 09: the daily report, mailed at 08:00 in CELERY_TIMEZONE, with no arguments (yesterday's).
     daily = first[DAILY]
     assert (daily["task"], daily["minute"], daily["hour"], daily["day_of_week"], daily["crontab_tz"]) == \
-        ("reports.tasks.mail_daily_report", "0", "8", "*", "Asia/Shanghai")
+        ("notifications.tasks.mail_daily_report", "0", "8", "*", "Asia/Shanghai")
     assert (daily["args"], daily["kwargs"], daily["enabled"], daily["expire_seconds"]) == ("[]", "{}", 1, 4 * 3600)
     assert daily["crontab_id"] != nightly["crontab_id"], "two schedules, two crontab rows"
     schedules, mark = schedule_rows(db_file), beats_mark(db_file)

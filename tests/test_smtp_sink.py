@@ -266,3 +266,21 @@ def test_bad_arguments_are_clear_errors_at_once(tmp_path, args, says):
 def test_reading_a_folder_that_is_not_a_maildir_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a Maildir"):
         read_mailbox(tmp_path / "nowhere")
+
+
+def test_a_long_chinese_subject_folded_by_django_comes_back_without_the_folds_space(smtp):
+    """Django folds a long encoded subject as "Subject: \\n =?utf-8?b?...?="; the decoded
+    subject is the subject as written, not " 欢迎..." with the fold's space in front."""
+    from django.core.mail import EmailMessage as DjangoMessage
+    from django.core.mail import get_connection
+
+    subject = "欢迎来到《Django Celery 快速入门》：第 09 章的通知、日报和重试"
+    message_id = "<long-subject-test@course.example>"
+    connection = get_connection("django.core.mail.backends.smtp.EmailBackend", host=smtp.host, port=smtp.port,
+                                timeout=10)
+    DjangoMessage(subject, "正文", "reports@example.com", ["team@example.com"], connection=connection,
+                  headers={"Message-ID": message_id}).send()
+    [got] = [m for m in smtp.messages() if m["message_id"] == message_id]
+    raw = (smtp.maildir / "new" / got["key"]).read_bytes()
+    assert b"Subject: \n =?utf-8?" in raw.replace(b"\r\n", b"\n"), "the header really is folded"
+    assert got["subject"] == subject

@@ -28,11 +28,14 @@ REFERENCE = {
 def classify_bot_answer(status, body):
     if 500 <= status < 600:
         return "retry"           # the robot, or a gateway in front of it, may answer a moment later
-    if not 200 <= status < 300:
-        return "permanent"       # 4xx: the request itself is wrong, sending it again changes nothing
-    if body is not None and body.get("errcode") == 0:
+    if not 200 <= status < 300 or body is None:
+        return "permanent"       # a 4xx (a gateway, a proxy), or not DingTalk's JSON: the same answer next time
+    errcode = body.get("errcode")
+    if errcode == 0:
         return "sent"
-    return "permanent"           # HTTP 200 with errcode != 0, or not DingTalk's JSON: the same answer next time
+    if errcode in (130101, -1):
+        return "retry"           # 130101: more than 20 a minute; -1: DingTalk busy. Wait, then send again
+    return "permanent"           # the robot is set up wrong (signature, token, ...): the same answer next time
 ''',
     2: '''%%writeblock my_tasks.py exercise-2
 @app.task(bind=True, autoretry_for=(requests.Timeout, requests.ConnectionError, ServerError),
@@ -55,7 +58,7 @@ weekday_mornings, _ = CrontabSchedule.objects.get_or_create(
 )
 weekday_report, _ = PeriodicTask.objects.update_or_create(
     name="daily report weekdays",             # found by name: running it again updates the same row
-    defaults={"task": "reports.tasks.mail_daily_report", "crontab": weekday_mornings,
+    defaults={"task": "notifications.tasks.mail_daily_report", "crontab": weekday_mornings,
               "interval": None, "one_off": False, "enabled": True},
 )
 ''',
@@ -131,9 +134,31 @@ def test_exercise_1_feeds_real_answers_and_clears_its_faults_when_the_function_r
 
     found = ch09.exercises.problems(1, {**kernel, "classify_bot_answer": classify_bot_answer})
     assert seen == [(200, 0), (200, 310000), (200, 310000), (200, 300001), (503, None), (500, None),
-                    (400, 40035), (502, None), (200, None)]
+                    (200, 130101), (200, -1), (200, 40035), (502, None), (403, None), (200, None)]
     assert len(found) == len(seen) and all("ValueError: not yet" in p for p in found), found
-    assert sum("先判断它" in p for p in found) == 2, "the two answers that are not JSON say body is None"
+    assert sum("先判断它" in p for p in found) == 3, "the three answers that are not JSON say body is None"
+    assert faults_left(bot) == {ch09.SEND_PATH: [], ch09.HOOK_PATH: []}
+
+
+def test_exercise_1_the_temporary_errcodes_are_real_answers_of_the_receiver_and_not_delivered(kernel, bot):
+    """130101 and -1 come from the receiver's errcode faults: HTTP 200, nothing delivered;
+    the malformed message is DingTalk's 200 with errcode 40035, not a 400."""
+    before = len(bot.messages())
+
+    def permanent_for_every_refusal(status, body):   # the rule before the rate limit was known
+        if 500 <= status < 600:
+            return "retry"
+        return "sent" if 200 <= status < 300 and body is not None and body.get("errcode") == 0 else "permanent"
+
+    found = ch09.exercises.problems(1, {**kernel, "classify_bot_answer": permanent_for_every_refusal})
+    assert len(found) == 2, found
+    assert "发得太快" in found[0] and "errcode 130101" in found[0] and "每分钟 20 条" in found[0], found
+    assert "系统繁忙" in found[1] and "errcode -1" in found[1] and '"retry"' in found[1], found
+    records = bot.messages()[before:]
+    faulted = [m for m in records if m["errcode"] in (130101, -1)]
+    assert [(m["status"], m["errcode"], m["delivered"]) for m in faulted] == [(200, 130101, False), (200, -1, False)]
+    [malformed] = [m for m in records if m["errcode"] == 40035]
+    assert (malformed["status"], malformed["verdict"], malformed["delivered"]) == (200, "bad request", False)
     assert faults_left(bot) == {ch09.SEND_PATH: [], ch09.HOOK_PATH: []}
 
 

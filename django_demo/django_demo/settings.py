@@ -22,7 +22,8 @@ environment means production, and refuses to start without a SECRET_KEY.
     DINGTALK_*      the group robot (chapter 09): DINGTALK_WEBHOOK_URL, DINGTALK_SECRET
                     (or DINGTALK_SECRET_FILE)
     NOTIFY_*        the internal webhook NOTIFY_WEBHOOK_URL, and the notification tasks'
-                    NOTIFY_TIMEOUT, NOTIFY_MAX_RETRIES, NOTIFY_RETRY_DELAY, NOTIFY_RETRY_MAX_DELAY
+                    NOTIFY_TIMEOUT, NOTIFY_MAX_RETRIES, NOTIFY_RETRY_DELAY, NOTIFY_RETRY_MAX_DELAY,
+                    NOTIFY_RETRY_JITTER
     REPORT_MAIL_TO  who gets the daily report by mail (comma-separated)
 
 Django's settings reference: https://docs.djangoproject.com/en/5.2/ref/settings/
@@ -291,7 +292,13 @@ NOTIFY_RETRY_DELAY = env_number("NOTIFY_RETRY_DELAY", 1.0)
 # ... but never longer than this.
 # https://docs.celeryq.dev/en/stable/userguide/tasks.html#Task.retry_backoff_max
 NOTIFY_RETRY_MAX_DELAY = env_number("NOTIFY_RETRY_MAX_DELAY", 600.0)
-# Who gets the daily report (reports.tasks.mail_daily_report): comma-separated
+# Each wait a random one between 0 and the above ("full jitter", chapter 07's
+# retry_jitter): two hundred notifications that failed together during an outage do
+# not all come back at the same moment. Chapter 09 sets NOTIFY_RETRY_JITTER=false so
+# that its log shows the schedule as configured; keep the default in production.
+# https://docs.celeryq.dev/en/stable/userguide/tasks.html#Task.retry_jitter
+NOTIFY_RETRY_JITTER = env_bool("NOTIFY_RETRY_JITTER", True)
+# Who gets the daily report (notifications.tasks.mail_daily_report): comma-separated
 # addresses, the message's "to". Empty (the default): the task fails at once, saying so.
 # https://docs.djangoproject.com/en/5.2/topics/email/#emailmessage-objects
 REPORT_MAIL_TO = env_list("REPORT_MAIL_TO", "")

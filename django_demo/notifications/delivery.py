@@ -4,14 +4,16 @@ that decides between sending again, giving up, and reporting (chapter 07's rules
 retry what can succeed later, never what will fail the same way again).
 
 Each channel (mail.py, dingtalk.py, webhooks.py) turns what went wrong into a
-``TemporaryFailure`` (a server down, a timeout, SMTP 4xx, HTTP 5xx: later may
-work) or a ``PermanentFailure`` (SMTP 5xx, HTTP 4xx, DingTalk's errcode, a
-missing setting: the same request fails the same way again). ``attempt()`` runs
+``TemporaryFailure`` (a server down, a timeout, SMTP 4xx, HTTP 5xx, DingTalk's
+"too fast" and "busy" errcodes: later may work) or a ``PermanentFailure`` (SMTP
+5xx, HTTP 4xx, DingTalk's other errcodes, a missing setting: the same request
+fails the same way again). ``attempt()`` runs
 one attempt inside a task and does the rest.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,7 +35,13 @@ class DeliveryError(Exception):
 
 
 class TemporaryFailure(DeliveryError):
-    """May succeed later: retried, with a growing wait, up to NOTIFY_MAX_RETRIES times."""
+    """May succeed later: retried, with a growing wait, up to NOTIFY_MAX_RETRIES times.
+    ``at_least``: the shortest wait that makes sense (seconds), when the receiver said how
+    long it needs (DingTalk's rate limit: 10 minutes); the retry waits max(backoff, at_least)."""
+
+    def __init__(self, what: str, detail: str, reason: str, at_least: float = 0):
+        super().__init__(what, detail, reason)
+        self.at_least = at_least
 
 
 class PermanentFailure(DeliveryError):
@@ -47,10 +55,16 @@ class NotificationFailed(Exception):
 
 def backoff(retries: int) -> float:
     """Seconds to wait before retry number ``retries + 1``: NOTIFY_RETRY_DELAY, then
-    twice as long each time, never more than NOTIFY_RETRY_MAX_DELAY. Celery's own
-    function, the one its ``retry_backoff`` option uses (chapter 07), without jitter
-    here so that the log shows the schedule as configured."""
-    return get_exponential_backoff_interval(settings.NOTIFY_RETRY_DELAY, retries, settings.NOTIFY_RETRY_MAX_DELAY)
+    twice as long each time, never more than NOTIFY_RETRY_MAX_DELAY (Celery's own
+    get_exponential_backoff_interval, the one its ``retry_backoff`` option uses,
+    chapter 07). With NOTIFY_RETRY_JITTER (the default) the wait is a random one
+    between 0 and that: "full jitter", what Celery's ``retry_jitter`` does, so that
+    many notifications that failed together do not all come back at the same moment.
+    (Drawn here with random.uniform: Celery's own full_jitter draws whole seconds with
+    randrange(), which refuses a fraction such as NOTIFY_RETRY_DELAY=0.3.) Chapter 09
+    turns the jitter off so that its log shows the schedule as configured."""
+    wait = get_exponential_backoff_interval(settings.NOTIFY_RETRY_DELAY, retries, settings.NOTIFY_RETRY_MAX_DELAY)
+    return random.uniform(0, wait) if settings.NOTIFY_RETRY_JITTER else wait
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,7 @@ def attempt(task, label: str, send: Callable[[], str], record: Callable[[Verdict
         done = send()
     except TemporaryFailure as exc:
         if number < most:
-            countdown = backoff(task.request.retries)
+            countdown = max(backoff(task.request.retries), exc.at_least)
             logger.warning("%s: attempt %d of %d failed, retry in %g s: %s", label, number, most, countdown, exc)
             if record:
                 record(Verdict("retry", number, most, exc.detail, f"{exc.reason}（{countdown:g} 秒后重试）",

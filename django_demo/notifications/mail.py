@@ -38,15 +38,16 @@ def classify_smtp_error(exc: BaseException) -> str:
     """"retry" if sending ``exc``'s mail again later may work, else "permanent".
 
     - no connection, or it broke (refused, reset, timed out, the server hung up,
-      SMTPServerDisconnected, SMTPConnectError): "retry";
-    - an SMTP answer with a code (SMTPResponseException: SMTPDataError,
-      SMTPSenderRefused, SMTPHeloError, ...): 4xx "retry", 5xx "permanent";
+      SMTPServerDisconnected): "retry";
+    - an SMTP answer with a code (SMTPResponseException: SMTPConnectError, the
+      greeting; SMTPDataError, SMTPSenderRefused, SMTPHeloError, ...): 4xx "retry",
+      5xx "permanent" (a "554" greeting: this server will not take our mail);
     - every recipient refused (SMTPRecipientsRefused, a dict address -> (code,
       message)): "retry" only if every code is 4xx;
     - anything else (a bad address, TLS or login misconfigured, a bug): "permanent".
     """
     # smtplib's exceptions are OSErrors too: the SMTP ones first.
-    if isinstance(exc, smtplib.SMTPServerDisconnected | smtplib.SMTPConnectError):
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
         return RETRY
     if isinstance(exc, smtplib.SMTPResponseException):
         return RETRY if 400 <= exc.smtp_code < 500 else PERMANENT
@@ -68,14 +69,24 @@ def _text(message) -> str:
     return message.decode("utf-8", errors="replace") if isinstance(message, bytes) else str(message)
 
 
+def timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is a timeout waiting for the server's answer: smtplib turns a read
+    timeout into SMTPServerDisconnected("Connection unexpectedly closed: timed out"),
+    raised while it handles the socket's TimeoutError (that is its __context__). A bare
+    TimeoutError is a connect timeout: no connection, so nothing was sent."""
+    return isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(exc.__context__, TimeoutError)
+
+
 def describe_smtp_error(exc: BaseException) -> str:
     """The server's answer ("550 5.1.1 No such user here"), or the error, in one line."""
     if isinstance(exc, smtplib.SMTPResponseException):
         return f"{exc.smtp_code} {_text(exc.smtp_error)}"
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return "; ".join(f"{address}: {code} {_text(message)}" for address, (code, message) in exc.recipients.items())
-    if isinstance(exc, TimeoutError):
+    if timed_out(exc):
         return f"no answer within {settings.EMAIL_TIMEOUT:g} s (EMAIL_TIMEOUT)"
+    if isinstance(exc, TimeoutError):
+        return f"no connection within {settings.EMAIL_TIMEOUT:g} s (EMAIL_TIMEOUT)"
     return str(exc) or type(exc).__name__
 
 
@@ -83,13 +94,15 @@ def smtp_failure(exc: BaseException) -> TemporaryFailure | PermanentFailure:
     """``exc`` (raised while sending mail) as a DeliveryError of the right kind."""
     server = f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
     detail = describe_smtp_error(exc)
-    if isinstance(exc, smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused) \
-            and not isinstance(exc, smtplib.SMTPConnectError):
+    if isinstance(exc, smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused):
         if classify_smtp_error(exc) == RETRY:
             return TemporaryFailure(f"SMTP server {server} refused the mail for now", detail,
                                     f"邮件服务器 {server} 暂时不收：{detail}")
         return PermanentFailure(f"SMTP server {server} refused the mail", detail,
                                 f"邮件服务器 {server} 拒收：{detail}")
+    if timed_out(exc):   # retried; the server may have stored the mail and answered too late
+        return TemporaryFailure(f"SMTP server {server} did not answer", detail,
+                                f"{settings.EMAIL_TIMEOUT:g} 秒内没有等到邮件服务器的回答（信可能已经送达）")
     if classify_smtp_error(exc) == RETRY:
         return TemporaryFailure(f"SMTP server {server} unreachable", detail,
                                 f"连不上邮件服务器 {server}：{detail}")

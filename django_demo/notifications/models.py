@@ -45,7 +45,8 @@ class Notification(models.Model):
 
     status = models.CharField("状态", max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField("尝试次数", default=0)
-    # Every attempt: {"attempt", "at", "outcome" ("sent", "retry", "failed", "skipped"), "detail"}.
+    # Every attempt: {"attempt", "at", "outcome" ("sent", "retry", "failed", "skipped",
+    # "resent": sent again from the admin), "detail"}.
     history = models.JSONField("每次尝试", default=list, blank=True)
     message_id = models.CharField("Message-ID", max_length=255, blank=True)
     reason = models.CharField("说明", max_length=500, blank=True,

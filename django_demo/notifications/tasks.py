@@ -15,19 +15,23 @@ Redis before the first send, never released; never twice, maybe never).
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import redis
 from celery import shared_task
 from celery.exceptions import Ignore
 from celery.utils.log import get_task_logger
 from django.conf import settings
+from django.core.mail import EmailMessage
 from django.db import transaction
 from django.utils import timezone
 
 from demo_tasks.idempotency import DONE_TTL, claim
+from reports import daily
 
 from . import dingtalk, webhooks
 from .delivery import NotificationFailed, PermanentFailure, Verdict, attempt
-from .mail import build_message, send_or_classify
+from .mail import build_message, send_or_classify, stable_message_id
 from .models import Notification
 
 logger = get_task_logger(__name__)
@@ -42,8 +46,9 @@ OPTIONS = {"bind": True, "throws": (NotificationFailed,)}
 
 
 def _load(notification_id: str) -> Notification:
-    """The row, if there is still something to do for it; else the run is ignored
-    (a message delivered twice, or a row deleted meanwhile): Celery stores nothing for it."""
+    """The row, if there is still something to do for it (it is pending: new, or set
+    pending again by the admin's «重新发送»); else the run is ignored (a message
+    delivered twice, or a row deleted meanwhile): Celery stores nothing for it."""
     notification = Notification.objects.filter(pk=notification_id).first()
     if notification is None:
         logger.warning("notification %s does not exist (deleted?): nothing to send", notification_id)
@@ -59,7 +64,11 @@ def _label(notification: Notification) -> str:
 
 
 def _note_when_sent(notification: Notification, history: list[dict]) -> str:
-    """What is worth knowing about a success after failed attempts (the row's reason)."""
+    """What is worth knowing about a success after failed attempts (the row's reason).
+    Only this send's attempts count: those after the last «重新发送» ("resent")."""
+    resent = [n for n, entry in enumerate(history) if entry["outcome"] == "resent"]
+    if resent:
+        history = history[resent[-1] + 1:]
     earlier = [entry for entry in history[:-1] if entry["outcome"] == "retry"]
     if "duplicate" in history[-1]["detail"]:
         return "重试时接收方认出了同一个 Idempotency-Key：消息只投递了一次。"
@@ -122,11 +131,20 @@ def _claim_first(notification: Notification) -> bool:
         client.close()
 
 
-@shared_task(**OPTIONS)
+#: DingTalk takes 20 messages a minute from one robot, then throttles it for 10 minutes.
+DINGTALK_RATE_LIMIT = "20/m"
+
+
+@shared_task(**OPTIONS, rate_limit=DINGTALK_RATE_LIMIT)
 def send_dingtalk(self, notification_id: str, policy: str = Notification.Delivery.AT_LEAST_ONCE) -> str:
     """Post the notification to the DingTalk group (DINGTALK_WEBHOOK_URL, signed with
     DINGTALK_SECRET on every attempt), delivered ``policy``: "at-least-once" or
-    "at-most-once" (see the module's docstring)."""
+    "at-most-once" (see the module's docstring).
+
+    ``rate_limit="20/m"``: DingTalk's limit for one robot. Celery's rate limit is per
+    worker (chapter 08): right with one worker; with several, count in Redis, or send
+    one markdown summary of many alerts (DingTalk's own advice). A robot that
+    answers errcode 130101 (too fast) anyway is retried after 10 minutes at least."""
     notification = _load(notification_id)
     if notification.delivery != policy and policy in Notification.Delivery.values:
         Notification.objects.filter(pk=notification.pk).update(delivery=policy)
@@ -164,3 +182,41 @@ def task_for(notification: Notification) -> tuple:
     if notification.channel == Notification.Channel.WEBHOOK:
         return post_webhook, (str(notification.pk),)
     raise NotificationFailed(f"unknown channel {notification.channel!r}")
+
+
+# --- The daily report, mailed by beat ----------------------------------------------
+
+@shared_task(**OPTIONS)
+def mail_daily_report(self, day: str | None = None) -> str:
+    """Mail the daily report of ``day`` ("YYYY-MM-DD"; default: yesterday in TIME_ZONE,
+    the last whole day when beat sends it in the morning) to REPORT_MAIL_TO, the
+    workbook attached. The rules of the notification mails: a Message-ID that stays
+    the same for every retry of this task, <daily-report-DAY-TASKID@...> (a deliberate
+    re-send, e.g. after the day's data was corrected, is a new task and so a new
+    message: RFC 5322 gives each version of a message its own id), a retry with a
+    growing wait for what may pass (the SMTP server down, 4xx), none for what will
+    not (5xx, no recipients)."""
+    try:
+        when = date.fromisoformat(day) if day else timezone.localdate() - timedelta(days=1)
+    except (TypeError, ValueError):
+        raise NotificationFailed(f"day={day!r} is not a date: give it as YYYY-MM-DD, e.g. 2026-12-07") from None
+    label = f"daily report {when.isoformat()} by mail"
+
+    def send() -> str:
+        recipients = settings.REPORT_MAIL_TO
+        if not recipients:
+            raise PermanentFailure("REPORT_MAIL_TO is empty", "nobody to send the daily report to",
+                                   "没有设置 REPORT_MAIL_TO（日报的收件人），日报没有发出")
+        message = EmailMessage(
+            subject=f"报表日报 {when.isoformat()}",
+            body=daily.mail_summary(when),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=recipients,
+            # The task's id: the same for each retry of this send, new for the next send.
+            headers={"Message-ID": stable_message_id(f"daily-report-{when.isoformat()}-{self.request.id}")},
+        )
+        message.attach(daily.filename(when), daily.build_daily_workbook(when), daily.CONTENT_TYPE)
+        send_or_classify(message)
+        return f"sent to {', '.join(recipients)}, Message-ID {message.extra_headers['Message-ID']}"
+
+    return attempt(self, label, send)

@@ -7,20 +7,14 @@ import os
 import tempfile
 import time
 import uuid
-from datetime import date, timedelta
 from pathlib import Path
 
 from celery import shared_task
 from celery.exceptions import Ignore
 from celery.utils.log import get_task_logger
 from django.conf import settings
-from django.core.mail import EmailMessage
 from django.utils import timezone
 
-from notifications.delivery import NotificationFailed, PermanentFailure, attempt
-from notifications.mail import send_or_classify, stable_message_id
-
-from . import daily
 from .models import Report
 
 # Lines logged through it name the task and its id (Celery's task log format).
@@ -135,36 +129,3 @@ def report_exists(report_id: str) -> bool:
     logger.info("report %s visible to the worker: %s", report_id, found)
     return found
 
-
-# --- Chapter 09: the daily report, mailed by beat -----------------------------------
-
-@shared_task(bind=True, throws=(NotificationFailed,))   # an expected end: logged without a traceback
-def mail_daily_report(self, day: str | None = None) -> str:
-    """Mail the daily report of ``day`` ("YYYY-MM-DD"; default: yesterday in TIME_ZONE,
-    the last whole day when beat sends it in the morning) to REPORT_MAIL_TO, the
-    workbook attached. The rules of the notification mails: a stable Message-ID
-    (<daily-report-DAY@...>), a retry with a growing wait for what may pass (the SMTP
-    server down, 4xx), none for what will not (5xx, no recipients)."""
-    try:
-        when = date.fromisoformat(day) if day else timezone.localdate() - timedelta(days=1)
-    except (TypeError, ValueError):
-        raise NotificationFailed(f"day={day!r} is not a date: give it as YYYY-MM-DD, e.g. 2026-12-07") from None
-    label = f"daily report {when.isoformat()} by mail"
-
-    def send() -> str:
-        recipients = settings.REPORT_MAIL_TO
-        if not recipients:
-            raise PermanentFailure("REPORT_MAIL_TO is empty", "nobody to send the daily report to",
-                                   "没有设置 REPORT_MAIL_TO（日报的收件人），日报没有发出")
-        message = EmailMessage(
-            subject=f"报表日报 {when.isoformat()}",
-            body=daily.mail_summary(when),
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            to=recipients,
-            headers={"Message-ID": stable_message_id(f"daily-report-{when.isoformat()}")},
-        )
-        message.attach(daily.filename(when), daily.build_daily_workbook(when), daily.CONTENT_TYPE)
-        send_or_classify(message)
-        return f"sent to {', '.join(recipients)}, Message-ID {message.extra_headers['Message-ID']}"
-
-    return attempt(self, label, send)

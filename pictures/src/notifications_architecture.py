@@ -89,9 +89,9 @@ RECEIVER_X, RECEIVER_W = 97.5, 35
 RECEIVERS = [
     Receiver(Box(RECEIVER_X, 54, RECEIVER_W, 13, RECEIVER, "SMTP 服务器", "（aiosmtpd → Maildir）"),
              ("4xx 重试 · 5xx 不重试",),
-             "生产：公司的邮件服务器 / compose 里的 Mailpit"),
+             "生产：公司的邮件服务器；开发：compose 里的 Mailpit"),
     Receiver(Box(RECEIVER_X, 29.5, RECEIVER_W, 17, RECEIVER, "钉钉群机器人", "（本地替身：services.bot_receiver）"),
-             ('加签：HMAC-SHA256(timestamp + "\\n" + secret)', "HTTP 200 + errcode≠0 也是失败"),
+             ("加签：Base64(HMAC-SHA256)，每次尝试重签", "看 errcode：130101、-1 重试，其余不重试"),
              "生产：oapi.dingtalk.com"),
     Receiver(Box(RECEIVER_X, 10.5, RECEIVER_W, 13, RECEIVER, "自己的 webhook", "（/hooks/notify）"),
              ("Idempotency-Key → 接收端去重",),

@@ -11,7 +11,7 @@ _BEAT = "from django_celery_beat.models import CrontabSchedule, PeriodicTask\n\n
 
 
 def _weekday_report(*, minute: str = "30", hour: str = "7", day_of_week: str = "mon-fri",
-                    timezone: str = "Asia/Shanghai", task: str = "reports.tasks.mail_daily_report",
+                    timezone: str = "Asia/Shanghai", task: str = "notifications.tasks.mail_daily_report",
                     enabled: str = "True", comment: str = "") -> str:
     """Exercise 3's answer with one thing changed: the row found by name is updated."""
     return (f"{_BEAT}"
@@ -74,6 +74,15 @@ WRONG = {
     return "sent" if body["errcode"] == 0 else "permanent"
 '''], hint="回答不是 JSON 时 body 是 None，先判断它", why="crashes on an answer that is not JSON"),
         Wrong(['''def classify_bot_answer(status, body):
+    if 500 <= status < 600:
+        return "retry"
+    if not 200 <= status < 300:
+        return "permanent"
+    if body is not None and body.get("errcode") == 0:
+        return "sent"
+    return "permanent"           # every errcode != 0: the robot is set up wrong?
+'''], hint="130101 是发得太快（每分钟 20 条），-1 是系统繁忙：等一会儿再发", why="every errcode != 0 permanent"),
+        Wrong(['''def classify_bot_answer(status, body):
     if body is None:
         return "retry"
     return "sent" if body.get("errcode") == 0 else "permanent"
@@ -96,7 +105,7 @@ WRONG = {
         Wrong([_weekday_report(hour="*")], hint="每天只在 07:30 运行一次", why="hour *: every hour at :30"),
         Wrong([_weekday_report(timezone="UTC")], hint="CrontabSchedule 要 timezone=\"Asia/Shanghai\"",
               why="07:30 UTC is 15:30 in Beijing"),
-        Wrong([_weekday_report(task="mail_daily_report")], hint="要 'reports.tasks.mail_daily_report'",
+        Wrong([_weekday_report(task="mail_daily_report")], hint="要 'notifications.tasks.mail_daily_report'",
               why="the function's name, not the task's"),
         Wrong([_weekday_report(enabled="False")], hint="数据库里它是停用的", why="disabled"),
     ],

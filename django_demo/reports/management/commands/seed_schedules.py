@@ -58,7 +58,7 @@ SCHEDULES: dict[str, dict] = {
         "description": "A TaskResult row at 03:00: the night's schedule ran.",
     },
     "daily report mail": {
-        "task": "reports.tasks.mail_daily_report",
+        "task": "notifications.tasks.mail_daily_report",
         "crontab": {"minute": "0", "hour": "8"},     # 08:00 in CELERY_TIMEZONE: yesterday's reports
         "expire_seconds": 4 * 3600,  # a morning report that has waited past noon is not sent any more
         "description": "Yesterday's reports as an XLSX workbook, mailed to REPORT_MAIL_TO (chapter 09).",
