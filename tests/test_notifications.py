@@ -137,7 +137,7 @@ def test_a_server_that_does_not_answer_in_time_is_a_timeout_not_unreachable(sett
     assert failed.value.reason == "0.5 秒内没有等到邮件服务器的回答（信可能已经送达）"
 
 
-def test_retry_waits_have_full_jitter_unless_turned_off(settings):
+def test_retry_waits_have_equal_jitter_unless_turned_off(settings):
     from notifications.delivery import backoff
 
     settings.NOTIFY_RETRY_DELAY, settings.NOTIFY_RETRY_MAX_DELAY = 1.0, 600.0
@@ -145,8 +145,9 @@ def test_retry_waits_have_full_jitter_unless_turned_off(settings):
     assert [backoff(n) for n in range(5)] == [1, 2, 4, 8, 16]
     settings.NOTIFY_RETRY_JITTER = True
     waits = [backoff(3) for _ in range(200)]
-    assert all(0 <= w <= 8 for w in waits) and len(set(waits)) > 100, "random between 0 and 8 s"
-    assert min(waits) < 4 < max(waits)
+    # Never near 0 s: a retry at once can finish before its sender stores RETRY (django-db keeps the RETRY).
+    assert all(4 <= w <= 8 for w in waits) and len(set(waits)) > 100, "random between 4 and 8 s"
+    assert min(waits) < 6 < max(waits)
 
 
 def test_the_robots_temporary_errcodes_and_its_rate_limit():

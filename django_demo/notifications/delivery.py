@@ -58,13 +58,15 @@ def backoff(retries: int) -> float:
     twice as long each time, never more than NOTIFY_RETRY_MAX_DELAY (Celery's own
     get_exponential_backoff_interval, the one its ``retry_backoff`` option uses,
     chapter 07). With NOTIFY_RETRY_JITTER (the default) the wait is a random one
-    between 0 and that: "full jitter", what Celery's ``retry_jitter`` does, so that
-    many notifications that failed together do not all come back at the same moment.
-    (Drawn here with random.uniform: Celery's own full_jitter draws whole seconds with
-    randrange(), which refuses a fraction such as NOTIFY_RETRY_DELAY=0.3.) Chapter 09
-    turns the jitter off so that its log shows the schedule as configured."""
+    between half of that and all of it ("equal jitter"), so that many notifications
+    that failed together do not all come back at the same moment. Not Celery's "full
+    jitter" (between 0 and the wait): a retry drawn at 0 s can run and succeed before
+    the attempt that sent it has stored its RETRY state, and the result backend of
+    this project (django-db) then keeps that RETRY over the SUCCESS for good -- unlike
+    Celery's Redis backend, django-celery-results does not protect a stored SUCCESS.
+    Chapter 09 turns the jitter off so that its log shows the schedule as configured."""
     wait = get_exponential_backoff_interval(settings.NOTIFY_RETRY_DELAY, retries, settings.NOTIFY_RETRY_MAX_DELAY)
-    return random.uniform(0, wait) if settings.NOTIFY_RETRY_JITTER else wait
+    return random.uniform(wait / 2, wait) if settings.NOTIFY_RETRY_JITTER else wait
 
 
 @dataclass(frozen=True)
