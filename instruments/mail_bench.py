@@ -229,13 +229,18 @@ def measure_duplicates(smtp: launcher.SmtpServerProc, bot: launcher.BotReceiverP
     keeps one message per Message-ID shows (one that does not shows every copy)."""
     cases = []
 
+    def run(channel: str, subject: str, fault_path: str | None = None, **fields) -> tuple[list, float]:
+        """``count`` notifications of ``channel``, each first attempt answered late; the rows once settled."""
+        if fault_path:
+            bot.reset()
+            bot.faults(fault_path, ["hang"] * count)
+        rows = _make_rows(owner, channel, count, subject=subject, **fields)
+        started = _send(rows)
+        done = _settled(rows, worker)
+        return done, time.time() - started
+
     # (a) The DingTalk robot, at-least-once.
-    bot.reset()
-    bot.faults("/robot/send", ["hang"] * count)
-    rows = _make_rows(owner, "dingtalk", count, subject="duplicates robot")
-    started = _send(rows)
-    done = _settled(rows, worker)
-    seconds = time.time() - started
+    done, seconds = run("dingtalk", "duplicates robot", "/robot/send")
     subjects = {row.subject for row in done}
     ours = [m for m in bot.messages()
             if m["path"] == "/robot/send" and (m["content"] or "").split("\n")[0] in subjects]
@@ -246,12 +251,7 @@ def measure_duplicates(smtp: launcher.SmtpServerProc, bot: launcher.BotReceiverP
                                 *_summary(done), seconds))
 
     # (b) The internal webhook with an Idempotency-Key.
-    bot.reset()
-    bot.faults("/hooks/notify", ["hang"] * count)
-    rows = _make_rows(owner, "webhook", count, subject="duplicates webhook")
-    started = _send(rows)
-    done = _settled(rows, worker)
-    seconds = time.time() - started
+    done, seconds = run("webhook", "duplicates webhook", "/hooks/notify")
     keys = {f"notification-{row.pk}" for row in done}
     ours = [m for m in bot.messages() if m["path"] == "/hooks/notify" and m["key"] in keys]
     delivered = [m for m in ours if m["delivered"]]
@@ -261,10 +261,7 @@ def measure_duplicates(smtp: launcher.SmtpServerProc, bot: launcher.BotReceiverP
                                 f"delivered; {replays} retries answered \"duplicate\"", *_summary(done), seconds))
 
     # (c) Mail to slowack@: stored first, acknowledged after the worker gave up.
-    rows = _make_rows(owner, "email", count, subject="duplicates mail", recipient=lambda i: "slowack@example.com")
-    started = _send(rows)
-    done = _settled(rows, worker)
-    seconds = time.time() - started
+    done, seconds = run("email", "duplicates mail", recipient=lambda i: "slowack@example.com")
     ids = {row.message_id for row in done}
     copies = [m for m in smtp.messages() if m["message_id"] in ids]
     distinct = len({m["message_id"] for m in copies})

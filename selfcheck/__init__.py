@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["FAIL", "OK", "Exercises", "Verdict", "Workspace", "checkpoint", "exercise_files", "given", "purge_queue",
-           "workspace"]
+           "start_exercise_worker", "workspace"]
 
 OK = "✅"
 FAIL = "❌"
@@ -277,6 +277,28 @@ def purge_queue(app, queue: str) -> None:
     warm stop puts back what a worker held) would otherwise run in the next attempt's worker."""
     with app.connection_for_write() as connection:
         connection.default_channel.queue_purge(queue)
+
+
+def start_exercise_worker(files: Workspace, broker, queue: str, file: str = "my_tasks.py", *,
+                          concurrency: int = 2, env: dict | None = None):
+    """A new ``celery -A my_tasks worker`` for the learner's file, on ``queue`` only: it imports
+    the file afresh, as the learner's own worker would after a restart. Returns ``(worker, None)``,
+    or ``(None, problem)`` when the file cannot be imported or defines a task twice (then no
+    worker is left running). The caller stops the worker (``worker.cleanup()``)."""
+    import launcher
+
+    try:
+        worker = launcher.start_worker(Path(file).stem, broker=broker, fast=True, name="exercises",
+                                       concurrency=concurrency, cwd=str(files.folder), queues=[queue],
+                                       env={"REDIS_URL": broker.url, **(env or {})})
+    except launcher.ProcessError as exc:
+        last = [line for line in str(exc).splitlines() if line.strip()][-1:]
+        return None, f"worker 导入不了 {file}：{last[0].strip() if last else exc}"
+    if "DuplicateTaskNameWarning" in worker.log():
+        worker.cleanup()
+        return None, (f"{file} 里有两个同名的任务（DuplicateTaskNameWarning）：Celery 只用先定义的那个。"
+                      "每个任务只定义一次，写在它那道练习的单元格里")
+    return worker, None
 
 
 def workspace(folder, label: str) -> Workspace:

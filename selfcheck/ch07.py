@@ -75,7 +75,6 @@ def _run(ns: dict, task: str, block: str, check) -> list[str]:
     Returns the problems found (a worker that cannot start is one)."""
     from celery import Celery
 
-    import launcher
 
     files = _files(ns)
     if files is None:
@@ -83,16 +82,10 @@ def _run(ns: dict, task: str, block: str, check) -> list[str]:
     broker = ns["broker"]
     app = Celery("my_tasks", broker=broker.url, backend=broker.url, set_as_current=False)
     _purge(app)
+    worker, problem = selfcheck.start_exercise_worker(files, broker, QUEUE, FILE)
+    if problem:
+        return [problem]
     try:
-        worker = launcher.start_worker("my_tasks", broker=broker, fast=True, name="exercises",
-                                       cwd=str(files.folder), queues=[QUEUE], env={"REDIS_URL": broker.url})
-    except launcher.ProcessError as exc:
-        last = [line for line in str(exc).splitlines() if line.strip()][-1:]
-        return [f"worker 导入不了 {FILE}：{last[0].strip() if last else exc}"]
-    try:
-        if "DuplicateTaskNameWarning" in worker.log():
-            return [f"{FILE} 里有两个同名的任务（DuplicateTaskNameWarning）：Celery 只用先定义的那个。"
-                    "每个任务只定义一次，写在它那道练习的单元格里"]
         if f"my_tasks.{task}" not in worker.tail(60, start="[tasks]"):
             if files.stub(FILE, block):  # (a task written into the file in an editor counts too)
                 return [f"还没有答案：在 %%writeblock {FILE} {block} 的单元格里定义任务 {task}"]

@@ -124,7 +124,6 @@ def tolerant_chord(ns: dict) -> list[str]:
     from celery import Celery, chord
     from celery.exceptions import TimeoutError as ResultTimeout
 
-    import launcher
 
     files = _files(ns)
     if files is None:
@@ -134,12 +133,9 @@ def tolerant_chord(ns: dict) -> list[str]:
     broker = ns["broker"]
     app = Celery("my_tasks", broker=broker.url, backend=broker.url, set_as_current=False)
     _purge(app)
-    try:
-        worker = launcher.start_worker("my_tasks", broker=broker, fast=True, name="exercises", concurrency=1,
-                                       cwd=str(files.folder), queues=[QUEUE], env={"REDIS_URL": broker.url})
-    except launcher.ProcessError as exc:
-        last = [line for line in str(exc).splitlines() if line.strip()][-1:]
-        return [f"worker 导入不了 {FILE}：{last[0].strip() if last else exc}"]
+    worker, problem = selfcheck.start_exercise_worker(files, broker, QUEUE, FILE, concurrency=1)
+    if problem:
+        return [problem]
     try:
         registered = worker.tail(60, start="[tasks]")
         missing = [name.rsplit(".", 1)[1] for name in (COUNT, MERGE) if name not in registered]

@@ -439,8 +439,6 @@ def _judge_notify(bot, send, worker) -> list[str]:
 def notify_ops(ns: dict) -> list[str]:
     from celery import Celery
 
-    import launcher
-
     files = _files(ns)
     if files is None or "broker" not in ns:
         return [START_FIRST]
@@ -453,17 +451,11 @@ def notify_ops(ns: dict) -> list[str]:
     app = Celery("my_tasks", broker=broker.url, backend=broker.url, set_as_current=False)
     _purge(app)
     try:
+        worker, problem = selfcheck.start_exercise_worker(files, broker, QUEUE, FILE, concurrency=1,
+                                                          env={"NOTIFY_WEBHOOK_URL": bot.hook_url})
+        if problem:
+            return [problem]
         try:
-            worker = launcher.start_worker("my_tasks", broker=broker, fast=True, name="exercises",
-                                           concurrency=1, cwd=str(files.folder), queues=[QUEUE],
-                                           env={"REDIS_URL": broker.url, "NOTIFY_WEBHOOK_URL": bot.hook_url})
-        except launcher.ProcessError as exc:
-            last = [line for line in str(exc).splitlines() if line.strip()][-1:]
-            return [f"worker 导入不了 {FILE}：{last[0].strip() if last else exc}"]
-        try:
-            if "DuplicateTaskNameWarning" in worker.log():
-                return [f"{FILE} 里有两个同名的任务（DuplicateTaskNameWarning）：Celery 只用先定义的那个。"
-                        "每个任务只定义一次，写在它那道练习的单元格里"]
             if "my_tasks.notify_ops" not in worker.tail(60, start="[tasks]"):
                 return [f"{FILE} 的 exercise-2 这一段里没有任务 notify_ops：用 @app.task 定义它，函数名就是 notify_ops"]
 

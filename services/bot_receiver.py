@@ -98,13 +98,12 @@ import hmac
 import http
 import json
 import os
-import signal
 import sys
 import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from .json_http import JsonHandler, QuietServer
+from .json_http import JsonHandler, QuietServer, serve_until_stopped
 
 ADDRESS = "127.0.0.1"  # never reachable from another machine
 SECRET_VARIABLE = "DINGTALK_SECRET"
@@ -425,23 +424,9 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         return 1
 
-    # The server runs in a thread; the main thread waits for SIGTERM/SIGINT. (shutdown()
-    # called from a signal handler on the thread running serve_forever() would wait for itself.)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop.set())
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    print(f"bot receiver ready on http://{ADDRESS}:{args.port}{SEND_PATH}?access_token={args.token} "
-          f"and http://{ADDRESS}:{args.port}{HOOK_PATH}", flush=True)
-    try:
-        while not stop.wait(0.5):  # a timed wait: signal handlers run in between
-            pass
-    finally:
-        server.shutdown()
-        server.server_close()  # daemon request threads are not waited for: a held request ends with us
-    print("bot receiver stopped", flush=True)
-    return 0
+    ready = (f"bot receiver ready on http://{ADDRESS}:{args.port}{SEND_PATH}?access_token={args.token} "
+             f"and http://{ADDRESS}:{args.port}{HOOK_PATH}")
+    return serve_until_stopped(server, ready, "bot receiver stopped")
 
 
 if __name__ == "__main__":

@@ -55,14 +55,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
-from .json_http import JsonHandler, QuietServer
+from .json_http import JsonHandler, QuietServer, serve_until_stopped
 
 #: The possible fates of a call, in the order their shares are laid out on [0, 1).
 VERDICTS = ("unavailable", "timeout", "slow", "ok")
@@ -249,22 +248,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         return 1
 
-    # The server runs in a thread; the main thread waits for SIGTERM/SIGINT. (shutdown()
-    # called from a signal handler on the thread running serve_forever() would wait for itself.)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop.set())
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    print(f"flaky service ready on http://{ADDRESS}:{args.port} (seed {args.seed})", flush=True)
-    try:
-        while not stop.wait(0.5):  # a timed wait: signal handlers run in between
-            pass
-    finally:
-        server.shutdown()
-        server.server_close()  # daemon request threads are not waited for: a held request ends with us
-    print("flaky service stopped", flush=True)
-    return 0
+    return serve_until_stopped(server, f"flaky service ready on http://{ADDRESS}:{args.port} (seed {args.seed})",
+                               "flaky service stopped")
 
 
 if __name__ == "__main__":

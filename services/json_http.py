@@ -10,7 +10,9 @@ the answer nobody waits for is dropped.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -45,3 +47,24 @@ class JsonHandler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except ConnectionError:  # the client has given up (a held answer): nobody to answer
             pass
+
+
+def serve_until_stopped(server: QuietServer, ready: str, stopped: str) -> int:
+    """Serve until SIGTERM or SIGINT (Ctrl-C); print ``ready`` once serving and ``stopped`` at the end.
+
+    The server runs in a thread and the main thread waits for the signal: shutdown()
+    called from a signal handler on the thread running serve_forever() would wait for itself."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    print(ready, flush=True)
+    try:
+        while not stop.wait(0.5):  # a timed wait: signal handlers run in between
+            pass
+    finally:
+        server.shutdown()
+        server.server_close()  # daemon request threads are not waited for: a held request ends with us
+    print(stopped, flush=True)
+    return 0

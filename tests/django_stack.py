@@ -31,6 +31,20 @@ def restart_worker(stack: dict) -> launcher.Proc:
     return stack["worker"]
 
 
+def logged_in(stack: dict):
+    """A requests session logged in as the stack's local user, the way a browser does it (the
+    login page sets the CSRF cookie, the form posts it back with the password)."""
+    import requests
+
+    web = requests.Session()
+    login = stack["server"].url + "/accounts/login/"
+    web.get(login, timeout=10)
+    reply = web.post(login, timeout=10, allow_redirects=False, data={
+        "csrfmiddlewaretoken": web.cookies["csrftoken"], "username": stack["auth"][0], "password": stack["auth"][1]})
+    assert reply.status_code == 302, f"the login was refused: HTTP {reply.status_code}"
+    return web
+
+
 @contextmanager
 def django_stack(tmp: Path, broker, *, step_seconds: str, worker_name: str = "w1", **extra_env: str):
     """Yield {"worker", "server", "env", "tmp", "db", "media", "auth", ...}; everything stops at the end.

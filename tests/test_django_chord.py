@@ -34,7 +34,7 @@ from playwright.sync_api import expect
 
 import launcher
 from demo_tasks import wordcount
-from tests.django_stack import django_stack, query
+from tests.django_stack import django_stack, logged_in, query
 from tests.helpers import returns_within
 
 # browser, login_state: one Chromium per module, logged in once through the login page (this module's stack).
@@ -292,14 +292,7 @@ def test_a_failing_piece_shows_the_chords_error_and_the_polling_stops(page, stac
 @pytest.fixture(scope="module")
 def session(stack):
     """A requests session logged in as the local user, the way a browser does it."""
-    import requests
-
-    web = requests.Session()
-    login = stack["server"].url + "/accounts/login/"
-    web.get(login, timeout=10)
-    reply = web.post(login, timeout=10, allow_redirects=False, data={
-        "csrfmiddlewaretoken": web.cookies["csrftoken"], "username": stack["auth"][0], "password": stack["auth"][1]})
-    assert reply.status_code == 302
+    web = logged_in(stack)
     yield web
     web.close()
 

@@ -26,14 +26,13 @@ import uuid
 from datetime import datetime
 
 import pytest
-import requests
 from celery import Celery
 from django.urls import reverse
 
 import launcher
 from launcher.django_procs import django_env
 from services.bot_receiver import dingtalk_sign
-from tests.django_stack import django_stack, query
+from tests.django_stack import django_stack, logged_in, query
 from tests.helpers import returns_within
 
 # An autouse fixture: django_demo's Celery app is the current one in this process.
@@ -299,12 +298,7 @@ def stack(tmp_path_factory, module_broker, smtp, bot_holder):
 @pytest.fixture(scope="module")
 def session(stack):
     """A requests session logged in as the local user, the way a browser does it."""
-    web = requests.Session()
-    login = stack["server"].url + "/accounts/login/"
-    web.get(login, timeout=10)
-    reply = web.post(login, timeout=10, allow_redirects=False, data={
-        "csrfmiddlewaretoken": web.cookies["csrftoken"], "username": stack["auth"][0], "password": stack["auth"][1]})
-    assert reply.status_code == 302
+    web = logged_in(stack)
     yield web
     web.close()
 

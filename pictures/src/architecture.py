@@ -237,13 +237,19 @@ def label(ax, x: float, y: float, text: str, *, size: float = 10.5,
 # --------------------------------------------------------------------------
 
 
-def draw() -> plt.Figure:
-    fig = plt.figure(figsize=(FIG_W, FIG_H), dpi=DPI, facecolor="white")
+def canvas(fig_w: float = FIG_W, fig_h: float = FIG_H, x_max: float = X_MAX, y_max: float = Y_MAX):
+    """A white figure whose one axes spans it, in drawing units (0..x_max, 0..y_max), no frame."""
+    fig = plt.figure(figsize=(fig_w, fig_h), dpi=DPI, facecolor="white")
     ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(0, X_MAX)
-    ax.set_ylim(0, Y_MAX)
+    ax.set_xlim(0, x_max)
+    ax.set_ylim(0, y_max)
     ax.set_aspect("equal")
     ax.axis("off")
+    return fig, ax
+
+
+def draw() -> plt.Figure:
+    fig, ax = canvas()
 
     ax.text(X_MAX / 2, 69.0, "Celery 架构", ha="center", va="center",
             fontsize=19, fontweight="bold", color=TEXT)

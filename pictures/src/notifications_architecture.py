@@ -39,7 +39,21 @@ from matplotlib.patches import Ellipse, FancyBboxPatch, Rectangle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # architecture.py and fonts.py, beside this file
 
-from architecture import BACKEND, BROKER, MUTED, QUERY, SOURCE, TEXT, WORKER, Box, Style, arrow, draw_box, label
+from architecture import (
+    BACKEND,
+    BROKER,
+    MUTED,
+    QUERY,
+    SOURCE,
+    TEXT,
+    WORKER,
+    Box,
+    Style,
+    arrow,
+    canvas,
+    draw_box,
+    label,
+)
 from fonts import save_figure, use_cjk_font
 
 from launcher.paths import REPO_ROOT
@@ -182,12 +196,7 @@ def draw_receiver(ax, receiver: Receiver) -> None:
 
 
 def draw() -> plt.Figure:
-    fig = plt.figure(figsize=(FIG_W, FIG_H), dpi=DPI, facecolor="white")
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(0, X_MAX)
-    ax.set_ylim(0, Y_MAX)
-    ax.set_aspect("equal")
-    ax.axis("off")
+    fig, ax = canvas(FIG_W, FIG_H, X_MAX, Y_MAX)
 
     ax.text(X_MAX / 2, 76.6, "通知与报表：每个部分在哪里运行", ha="center", va="center", fontsize=19,
             fontweight="bold", color=TEXT)
