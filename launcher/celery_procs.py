@@ -7,6 +7,7 @@ Only command lines live here: the Celery logic stays in the apps
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -54,8 +55,9 @@ def start_worker(app: str, *, name: str = "w1", broker=None, fast: bool = False,
                  concurrency: int = 2, loglevel: str = "INFO", queues: Sequence[str] = (),
                  extra_args: Sequence[str] = (), cwd: str | None = None,
                  env: dict | None = None, timeout: float = 30.0) -> Proc:
-    """Start ``celery -A APP worker`` and wait until it logs that it is ready.
-    Stop it with ``stop()``: warm by default, as Celery documents."""
+    """Start ``celery -A APP worker`` and wait until it logs that it is ready and
+    answers a ping (``answers_control()``). Stop it with ``stop()``: warm by default,
+    as Celery documents."""
     url = broker_url_of(broker)
     check_broker(url)
     args = ["-A", app, "worker", f"--loglevel={loglevel}", "-n", f"{name}@%h",
@@ -69,7 +71,26 @@ def start_worker(app: str, *, name: str = "w1", broker=None, fast: bool = False,
                 settings=celery_settings(app, url, env), cwd=cwd or REPO_ROOT)
     proc.wait_for_log(" ready.", timeout, since=0, fail_on=_CONNECT_ERRORS, stop_on_failure=True,
                       advice=f"Is the broker running, and does `celery -A {app}` import?")
+    answers_control(proc, url, f"{name}@{socket.gethostname()}", timeout)
     return proc
+
+
+def answers_control(proc: Proc, url: str, node: str, timeout: float) -> None:
+    """Wait until the worker ``node`` answers a ping: until then a broadcast
+    (``inspect ping``, ``revoke``, ...) can be lost. Over Redis, broadcasts are
+    PUBLISHed, and a worker that has logged "ready." SUBSCRIBEs only once its
+    event loop runs; under load a ping sent in between never arrived.
+    A ping that is heard is answered within milliseconds (``limit=1``)."""
+    from celery import Celery
+
+    probe = Celery("answers-control", broker=url, set_as_current=False)
+    try:
+        proc.wait_until(lambda: bool(probe.control.ping(destination=[node], timeout=0.5, limit=1)),
+                        timeout, waiting_for=f"an answer of {node} to a ping", interval=0,
+                        advice="Its log says it is ready; is its remote control on, and is the "
+                               "broker overloaded?", stop_on_failure=True)
+    finally:
+        probe.close()
 
 
 def start_celery(app: str, *args: str, broker=None, name: str = "celery", cwd: str | None = None,

@@ -55,6 +55,32 @@ def test_worker_starts_ready_and_stops_with_its_pool(broker):
     assert worker not in launcher.running()
 
 
+def test_a_started_worker_hears_the_very_first_broadcast(broker):
+    """Over Redis a worker subscribes to broadcasts only once its event loop runs, after it
+    logs "ready."; a ping sent in between was lost under load (chapter 03 in CI)."""
+    from celery import Celery
+
+    probe = Celery("probe", broker=broker.url, set_as_current=False)
+    try:
+        for _ in range(3):
+            worker = launcher.start_worker("demo_tasks.tasks", broker=broker, fast=True, name="bc")
+            assert probe.control.ping(destination=[f"bc@{socket.gethostname()}"], timeout=2)
+            worker.stop()
+    finally:
+        probe.close()
+
+
+def test_a_worker_that_never_answers_a_ping_is_a_clear_error_and_is_stopped(broker):
+    from launcher.celery_procs import answers_control
+
+    worker = launcher.start_worker("demo_tasks.tasks", broker=broker, fast=True, name="deaf")
+    with pytest.raises(launcher.ProcessError,
+                       match=r"did not get to an answer of nobody@nowhere to a ping within 1.5 s"):
+        returns_within(20, lambda: answers_control(worker, broker.url, "nobody@nowhere", 1.5),
+                       "answers_control() for a node that does not exist")
+    assert not worker.running() and worker not in launcher.running()
+
+
 def test_tail_shows_what_the_worker_really_logged_with_paths_from_the_repository(broker):
     """A learner sees their own host, port and times (blanked only where nbval compares);
     paths inside the repository read from its root, as JupyterLab's file browser shows them."""
