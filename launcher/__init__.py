@@ -19,18 +19,20 @@ from .procs import PortInUse, Proc, ProcessError, on_stop, running, stop_all, st
 from .sanitize import sanitize
 from .services import (
     BotReceiverProc,
+    CrawlSiteProc,
     FlakyServiceProc,
     SmtpServerProc,
     start_bot_receiver,
+    start_crawl_site,
     start_flaky_service,
     start_smtp_server,
 )
 
 __all__ = [
-    "DEFAULT_URL", "FAST_FLAGS", "BotReceiverProc", "Broker", "BrokerError", "Chapter", "FlakyServiceProc",
-    "PortInUse", "Proc", "ProcessError", "SmtpServerProc", "celery_command", "check_broker", "ensure_broker",
-    "free_port", "manage", "on_stop", "ping", "prepare_chapter", "running",
-    "sanitize", "start_beat", "start_bot_receiver", "start_celery", "start_django_server", "start_embedded",
-    "start_flaky_service", "start_flower", "start_smtp_server", "start_worker", "stop_all", "stop_together",
-    "wait_for",
+    "DEFAULT_URL", "FAST_FLAGS", "BotReceiverProc", "Broker", "BrokerError", "Chapter", "CrawlSiteProc",
+    "FlakyServiceProc", "PortInUse", "Proc", "ProcessError", "SmtpServerProc", "celery_command", "check_broker",
+    "ensure_broker", "free_port", "manage", "on_stop", "ping", "prepare_chapter", "running",
+    "sanitize", "start_beat", "start_bot_receiver", "start_celery", "start_crawl_site", "start_django_server",
+    "start_embedded", "start_flaky_service", "start_flower", "start_smtp_server", "start_worker", "stop_all",
+    "stop_together", "wait_for",
 ]

@@ -2,7 +2,7 @@
 
 Only command lines and readiness live here; the services themselves are in
 ``services/`` (``services/flaky_service.py``, chapter 07; ``services/smtp_sink.py``
-and ``services/bot_receiver.py``, chapter 09).
+and ``services/bot_receiver.py``, chapter 09; ``services/crawl_site.py``, chapter 10).
 
     service = start_flaky_service()                 # python -m services.flaky_service --port PORT
     service.call_url                                # http://127.0.0.1:PORT/call
@@ -17,6 +17,12 @@ and ``services/bot_receiver.py``, chapter 09).
     bot.send_url, bot.hook_url                      # the DingTalk-style endpoint; our own webhook
     bot.faults("/robot/send", [503, "hang"])        # what its next requests get
     bot.messages(); bot.reset()                     # what it received, in order; ... forgotten
+
+    site = start_crawl_site(".scratch/.../site.log", pages=30)   # python -m services.crawl_site --port PORT ...
+    site.url                                        # http://127.0.0.1:PORT: the seed URL of a crawl
+    site.requests()                                 # its request log, in order of arrival
+    site.reset()                                    # flaky pages fail again first; the log emptied
+    site.site()                                     # the generated pages (services.crawl_site.Site): tests only
 """
 
 from __future__ import annotations
@@ -225,4 +231,88 @@ def start_bot_receiver(secret: str | None = None, *, token: str = "course-bot", 
     proc.url = f"http://{ADDRESS}:{port}"
     proc.wait_until_listening(port, timeout_s, answers=lambda: proc.answers(0.5),
                               advice="Does `DINGTALK_SECRET=... python -m services.bot_receiver --port PORT` start?")
+    return proc
+
+
+# --- chapter 10: the site to crawl ------------------------------------------------------
+
+class CrawlSiteProc(Proc):
+    """A running crawl site (services/crawl_site.py): ``url`` is its address, the seed of a crawl;
+    ``log_file`` its request log (JSON lines), read by ``requests()``."""
+
+    url: str
+    port: int
+    log_file: Path
+    pages: int
+    seed: int
+    delay: float
+    slow_delay: float
+    hang: float
+
+    def _call(self, path: str, *, method: str = "GET", timeout: float = 5.0):
+        request = urllib.request.Request(self.url + path, method=method)
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return json.load(reply)
+
+    def answers(self, timeout: float = 1.0) -> bool:
+        """True if GET /_health answers {"ok": true}: the crawl site, not just anything on the port."""
+        try:
+            return self._call("/_health", timeout=timeout) == {"ok": True}
+        except (OSError, ValueError):
+            return False
+
+    def requests(self) -> list[dict]:
+        """Every request the site received since it started (or since reset()), in order of
+        arrival, from its log: {"id", "t" (arrival, unix time), "path" (as requested),
+        "method", "ua" (User-Agent or None), "t_done", "status", "bytes"} each -- the last
+        three None while it is not answered yet (or was cut off by a stop)."""
+        try:
+            text = self.log_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        arrived: dict[int, dict] = {}
+        for line in text.split("\n")[:-1]:  # the last piece: empty, or a line still being written
+            entry = json.loads(line)
+            if "t" in entry:
+                arrived[entry["id"]] = {**entry, "t_done": None, "status": None, "bytes": None}
+            elif entry["id"] in arrived:  # (an answer to a request from before a reset has no arrival)
+                arrived[entry["id"]].update(t_done=entry["t_done"], status=entry["status"], bytes=entry["bytes"])
+        return list(arrived.values())
+
+    def reset(self) -> None:
+        """Empty the log and let the flaky pages fail their first request again."""
+        self._call("/_reset", method="POST")
+
+    def site(self):
+        """The pages it serves (services.crawl_site.generate(pages, seed)), for tests and checks:
+        a crawler finds them from ``url`` and the links alone."""
+        from services.crawl_site import generate
+
+        return generate(self.pages, self.seed)
+
+
+def start_crawl_site(log: str | os.PathLike, *, pages: int = 120, seed: int = 10, delay: float = 0.02,
+                     slow_delay: float = 1.0, hang: float = 30.0, port: int | None = None,
+                     timeout_s: float = 15.0) -> CrawlSiteProc:
+    """Start ``python -m services.crawl_site --port PORT --log LOG`` on ``port`` (default: a
+    free one) and wait until it answers GET /_health. ``log``: its request log (emptied at
+    start; a path under the repository is passed relative to its root, as a learner would
+    type it). ``pages`` articles generated from ``seed``; every request waits ``delay``
+    seconds, the slow pages ``slow_delay`` more, /hang.html ``hang`` seconds. A port
+    another program has is a PortInUse error."""
+    port = port or free_port()
+    log_file = Path(os.path.abspath(log))
+    args = ["-m", "services.crawl_site", "--port", str(port)]
+    defaults = {"--pages": (pages, 120), "--seed": (seed, 10), "--delay": (delay, 0.02),
+                "--slow-delay": (slow_delay, 1.0), "--hang": (hang, 30.0)}
+    # Only the options that differ from the site's own defaults: what a learner would type.
+    for option, (given, default) in defaults.items():
+        if given != default:
+            args += [option, f"{given:g}"]
+    args += ["--log", repo_relative(log_file)]
+    proc = CrawlSiteProc("crawl-site", [sys.executable, *args], settings={}, cwd=REPO_ROOT)
+    proc.port, proc.url, proc.log_file = port, f"http://{ADDRESS}:{port}", log_file
+    proc.pages, proc.seed, proc.delay, proc.slow_delay, proc.hang = pages, seed, delay, slow_delay, hang
+    proc.wait_until_listening(port, timeout_s, answers=lambda: proc.answers(0.5),
+                              advice="Does `python -m services.crawl_site --port PORT --log LOG` start?")
     return proc

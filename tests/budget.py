@@ -52,6 +52,7 @@ FILES = {
     "tests/test_notifications.py": "09",
     "tests/test_daily_report.py": "09",
     "tests/test_verdicts_09.py": "09",
+    "tests/test_crawl_site.py": "10",
     "tests/test_parallelism.py": "08",
     "tests/test_task_events.py": "08",
     "tests/test_wordcount.py": "08",

@@ -284,7 +284,7 @@ _REDIS_CLIENTS = {"redis-cli", "valkey-cli", "redis-benchmark", "valkey-benchmar
 _REDIS_SERVERS = {"redis-server", "valkey-server"}
 #: This machine's ports that a learner's programs use: a test never takes them.
 #: 8007: chapter 07's flaky service; 1025 and 8009: chapter 09's SMTP server and bot receiver.
-FIXED_PORTS = (6379, 5555, 8000, 8007, 8888, 1025, 8009)
+FIXED_PORTS = (6379, 5555, 8000, 8007, 8888, 1025, 8009, 8010)
 _LOCAL = r"(?:127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\])"
 _URL = re.compile(r"\b(?:https?|wss?|ftp)://(?P<host>[^/\s:'\"]+)|\bgit@(?P<git>[^:\s]+):")
 

@@ -12,7 +12,8 @@ root, .venv activated -- does the same thing, proved by a round trip:
   task reaches the chapter's queue;
 - the flaky service: it answers a call;
 - the SMTP server: it stores a mail in its Maildir;
-- the bot receiver: it accepts a signed message.
+- the bot receiver: it accepts a signed message;
+- the crawl site: it serves a page and logs it.
 
 The chapter's environment is made as ``launcher.prepare_chapter`` makes it: its
 own Redis database, a scratch folder in the repository with a migrated SQLite
@@ -327,3 +328,22 @@ def test_shown_bot_receiver_command_accepts_a_signed_message_in_a_clean_terminal
         assert reply.json() == {"errcode": 0, "errmsg": "ok"}
     finally:
         receiver.cleanup()
+
+
+def test_shown_crawl_site_command_serves_and_logs_in_a_clean_terminal():
+    scratch = make_scratch("shown-crawl-")
+    try:
+        shown = shown_then_stopped(launcher.start_crawl_site, scratch / "site.log", pages=30)
+        assert shown.startswith("python -m services.crawl_site --port ")
+        port = int(shown.split("--port ", 1)[1].split()[0])
+        site = clean_shell("terminal-crawl-site", shown)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            site.wait_until_listening(port, 30, answers=lambda: launcher.procs.http_answers(url + "/_health", 0.5))
+            with urllib.request.urlopen(url + "/a/0.html", timeout=10) as reply:
+                assert reply.status == 200
+            assert '"path": "/a/0.html"' in (scratch / "site.log").read_text(encoding="utf-8")
+        finally:
+            site.cleanup()
+    finally:
+        remove_scratch(scratch)
