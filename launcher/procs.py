@@ -75,7 +75,10 @@ def _dies_with_parent(argv: Sequence[str]) -> list[str]:
     (util-linux's setpriv, else a few lines of Python), never by a ``preexec_fn``.
     A preexec_fn runs between fork and exec in a process that may have threads (a
     Jupyter kernel has several), where the child can deadlock and Popen with it: a
-    kernel's cell that started a worker never returned. Elsewhere: ``argv`` itself."""
+    kernel's cell that started a worker never returned. Elsewhere: ``argv`` itself.
+    Start processes from a long-lived thread: PR_SET_PDEATHSIG fires when the THREAD
+    that started the process exits, not only the process (a worker started from a
+    ThreadPoolExecutor got SIGTERM as soon as the pool's thread ended)."""
     if not sys.platform.startswith("linux"):
         return list(argv)
     setpriv = shutil.which("setpriv")

@@ -36,7 +36,7 @@ They return a ``Verdict``: true when it passed, and shown as nothing by Jupyter
 from __future__ import annotations
 
 import dis
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,17 +280,18 @@ def purge_queue(app, queue: str) -> None:
 
 
 def start_exercise_worker(files: Workspace, broker, queue: str, file: str = "my_tasks.py", *,
-                          concurrency: int = 2, env: dict | None = None):
-    """A new ``celery -A my_tasks worker`` for the learner's file, on ``queue`` only: it imports
+                          concurrency: int = 2, env: dict | None = None, name: str = "exercises",
+                          extra_args: Sequence[str] = ()):
+    """A new ``celery -A my_tasks worker -n NAME@%h`` for the learner's file, on ``queue`` only: it imports
     the file afresh, as the learner's own worker would after a restart. Returns ``(worker, None)``,
     or ``(None, problem)`` when the file cannot be imported or defines a task twice (then no
     worker is left running). The caller stops the worker (``worker.cleanup()``)."""
     import launcher
 
     try:
-        worker = launcher.start_worker(Path(file).stem, broker=broker, fast=True, name="exercises",
+        worker = launcher.start_worker(Path(file).stem, broker=broker, fast=True, name=name,
                                        concurrency=concurrency, cwd=str(files.folder), queues=[queue],
-                                       env={"REDIS_URL": broker.url, **(env or {})})
+                                       env={"REDIS_URL": broker.url, **(env or {})}, extra_args=extra_args)
     except launcher.ProcessError as exc:
         last = [line for line in str(exc).splitlines() if line.strip()][-1:]
         return None, f"worker 导入不了 {file}：{last[0].strip() if last else exc}"

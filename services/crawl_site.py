@@ -26,10 +26,10 @@ The pages (``Page.kind`` in brackets):
   (the Host the request was sent to), ``HTTP://HOST:PORT/a/7.html`` (scheme and host in
   upper case); the home link in these forms too (``http://HOST:PORT``: no path at all).
   Some articles also link to a page that does not exist (``/a/<pages+j>.html``: 404),
-  to ``/private/<n>.html``, to ``http://example.invalid/...`` (another host),
+  to ``/internal/<n>.html``, to ``http://example.invalid/...`` (another host),
   ``mailto:`` and ``javascript:``.
-- ``/robots.txt`` [robots]: ``User-agent: *`` / ``Disallow: /private/``.
-- ``/private/<n>.html`` [private], n = 0-4: served 200 all the same -- a polite crawler
+- ``/robots.txt`` [robots]: ``User-agent: *`` / ``Disallow: /internal/``.
+- ``/internal/<n>.html`` [private], n = 0-4: served 200 all the same -- a polite crawler
   never asks (the log proves it).
 - ``/slow/<k>.html`` [slow], k = 0-2: an article that answers ``--slow-delay`` later (after ``--delay``).
 - ``/flaky/<k>.html`` [flaky], k = 0-1: an article whose FIRST request since start (or
@@ -94,7 +94,7 @@ MIN_PAGES, MAX_PAGES = 10, 10_000
 SLOW_PAGES, FLAKY_PAGES, PRIVATE_PAGES = 3, 2, 5
 #: The articles the home page links to (depth 1); the special pages hang off them.
 FIRST_ARTICLES = 5
-ROBOTS_TXT = "# The course's crawl site: crawlers keep out of /private/.\nUser-agent: *\nDisallow: /private/\n"
+ROBOTS_TXT = "# The course's crawl site: crawlers keep out of /internal/.\nUser-agent: *\nDisallow: /internal/\n"
 KINDS = ("home", "article", "private", "slow", "error", "flaky", "redirect", "loop", "binary", "huge", "hang",
          "robots")
 
@@ -128,10 +128,10 @@ SPECIAL_TEXTS = {"private": "内部资料", "slow": "慢慢打开的页面", "fl
                  "javascript": "打印本页", "home": "首页"}
 #: The special pages each of the articles 0-4 links to ("missing": a 404, "external": another host).
 SPECIAL_LINKS = {0: ("/slow/0.html", "/flaky/0.html", "/old.html"),
-                 1: ("/private/0.html", "/error/500.html", "/loop/a.html"),
+                 1: ("/internal/0.html", "/error/500.html", "/loop/a.html"),
                  2: ("/files/report.pdf", "/huge.html", "missing"),
                  3: ("/hang.html", "/slow/1.html", "/flaky/1.html"),
-                 4: ("/private/1.html", "/slow/2.html", "external")}
+                 4: ("/internal/1.html", "/slow/2.html", "external")}
 #: Link forms of an href to a page of the site (see the module's docstring).
 FORMS = ("absolute", "relative", "dotdot", "absolute#", "relative#", "full", "FULL")
 
@@ -198,7 +198,7 @@ class Site:
         dropped); other hosts, mailto: and javascript: are left out, and so is /robots.txt
         (nobody links it). Paths that do not exist are included (they answer 404). A
         redirect's Location is requested at the redirect's own depth (a crawler follows it
-        in the same fetch). ``robots``: leave out what robots.txt disallows (/private/).
+        in the same fetch). ``robots``: leave out what robots.txt disallows (/internal/).
         ``max_pages``: only the first ones in breadth-first order (links in page order).
         For tests only: a crawler finds the pages from ``/`` and the links alone."""
         host = "site.test:8010"
@@ -218,7 +218,7 @@ class Site:
                 continue
             for href in targets:
                 target = _same_site_path(urljoin(base, href), host)
-                if target is None or (robots and target.startswith("/private/")):
+                if target is None or (robots and target.startswith("/internal/")):
                     continue
                 if target in depths:
                     if depths[target] <= child_depth:
@@ -416,13 +416,13 @@ def generate(pages: int = 120, seed: int = 10) -> Site:
     article = [f"/a/{n}.html" for n in range(pages)]
     slow = [f"/slow/{k}.html" for k in range(SLOW_PAGES)]
     flaky = [f"/flaky/{k}.html" for k in range(FLAKY_PAGES)]
-    private = [f"/private/{n}.html" for n in range(PRIVATE_PAGES)]
+    private = [f"/internal/{n}.html" for n in range(PRIVATE_PAGES)]
     titles = {path: _title(draw, str(n)) for n, path in enumerate(article)}
     titles.update({path: _title(draw, f"slow-{k}") for k, path in enumerate(slow)})
     titles.update({path: _title(draw, f"flaky-{k}") for k, path in enumerate(flaky)})
     titles.update({path: f"内部资料 {n}" for n, path in enumerate(private)})
     kinds = {"/slow/": "slow", "/flaky/": "flaky", "/error/": "error", "/old.h": "redirect", "/loop/": "loop",
-             "/files/": "binary", "/huge.h": "huge", "/hang.h": "hang", "/private/": "private"}
+             "/files/": "binary", "/huge.h": "huge", "/hang.h": "hang", "/internal/": "private"}
 
     def special(source: str, target: str) -> tuple[str, str]:
         """(href, link text) of a link from ``source`` to a special page, a 404 or another host."""
@@ -464,10 +464,10 @@ def generate(pages: int = 120, seed: int = 10) -> Site:
         links = to_articles(path, targets)
         extras = list(SPECIAL_LINKS.get(n, ()))
         if n >= FIRST_ARTICLES:
-            for target, p in (("/private/", 0.1), ("missing", 0.08), ("external", 0.15), ("mailto", 0.05),
+            for target, p in (("/internal/", 0.1), ("missing", 0.08), ("external", 0.15), ("mailto", 0.05),
                               ("javascript", 0.05), ("/slow/", 0.03), ("/flaky/", 0.03)):
                 if draw.chance(p):
-                    if target == "/private/":
+                    if target == "/internal/":
                         target = draw.pick(private)
                     elif target in ("/slow/", "/flaky/"):
                         target = draw.pick(slow if target == "/slow/" else flaky)

@@ -53,6 +53,8 @@ FILES = {
     "tests/test_daily_report.py": "09",
     "tests/test_verdicts_09.py": "09",
     "tests/test_crawl_site.py": "10",
+    "tests/test_crawler.py": "10",
+    "tests/test_verdicts_10.py": "10",
     "tests/test_parallelism.py": "08",
     "tests/test_task_events.py": "08",
     "tests/test_wordcount.py": "08",

@@ -137,7 +137,7 @@ def test_the_same_seed_gives_the_same_site_and_another_seed_another():
     # A deliberate change to the generator changes these: the chapter's figures change with them.
     default = generate()
     assert default.pages["/a/0.html"].title == "缓存线程：Request worker #0"
-    assert fingerprint(default)[:16] == "e7542b0bf0a2d258"
+    assert fingerprint(default)[:16] == "3d60904b30f80474"
     assert {page.kind for page in default.pages.values()} == set(KINDS)
     assert len([p for p in default.pages.values() if p.kind == "article"]) == 120
     with pytest.raises(ValueError, match="10 to 10000 articles, not 5"):
@@ -175,10 +175,10 @@ def test_reachable_honours_depth_and_robots():
         within = site.reachable(depth)
         assert set(within.values()) == set(range(min(depth, max(everything.values())) + 1))
         assert within == {path: d for path, d in everything.items() if d <= depth}
-    # Robots: /private/ is never in it, unless told to ignore robots.txt.
-    assert not [p for p in everything if p.startswith("/private/")]
+    # Robots: /internal/ is never in it, unless told to ignore robots.txt.
+    assert not [p for p in everything if p.startswith("/internal/")]
     rude = site.reachable(20, robots=False)
-    assert rude["/private/0.html"] == rude["/private/1.html"] == 2 and set(everything) < set(rude)
+    assert rude["/internal/0.html"] == rude["/internal/1.html"] == 2 and set(everything) < set(rude)
     # Every special page at depth 2, linked from the articles 0-4; a dead link too.
     assert {path: everything[path] for path in SPECIAL} == dict.fromkeys(SPECIAL, 2)
     dead = [p for p in site.reachable(2) if p not in site.pages]
@@ -250,7 +250,7 @@ def test_a_crawl_of_the_served_pages_finds_what_reachable_says(fresh):
     # Every page with links it reached was generate()'s page, byte for byte.
     assert checked == {p for p in depths if p in model.pages and model.pages[p].kind in ("home", "article", "slow",
                                                                                           "flaky")}
-    assert not [e for e in fresh.requests() if e["path"].startswith("/private/")]
+    assert not [e for e in fresh.requests() if e["path"].startswith("/internal/")]
 
 
 def test_robots_private_pages_404_head_and_the_host_in_full_links(fresh):
@@ -258,13 +258,13 @@ def test_robots_private_pages_404_head_and_the_host_in_full_links(fresh):
     robots = fetch(fresh, "/robots.txt")
     assert (robots.status, robots.headers["content-type"]) == (200, "text/plain; charset=utf-8")
     lines = robots.body.decode().splitlines()
-    assert "User-agent: *" in lines and "Disallow: /private/" in lines and lines[0].startswith("#")
+    assert "User-agent: *" in lines and "Disallow: /internal/" in lines and lines[0].startswith("#")
     parser = RobotFileParser()
     parser.parse(lines)
-    assert not parser.can_fetch(UA, fresh.url + "/private/0.html") and parser.can_fetch(UA, fresh.url + "/a/0.html")
+    assert not parser.can_fetch(UA, fresh.url + "/internal/0.html") and parser.can_fetch(UA, fresh.url + "/a/0.html")
     # Disallowed, but served all the same: only the crawler's manners keep it out.
-    private = fetch(fresh, "/private/0.html")
-    assert private.status == 200 and private.body == model.pages["/private/0.html"].render(host)
+    private = fetch(fresh, "/internal/0.html")
+    assert private.status == 200 and private.body == model.pages["/internal/0.html"].render(host)
     for missing in (f"/a/{PAGES}.html", "/nope", "/a/"):
         reply = fetch(fresh, missing)
         assert (reply.status, reply.headers["content-type"]) == (404, "text/html; charset=utf-8"), missing
