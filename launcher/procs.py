@@ -215,6 +215,17 @@ class Proc:
             rows = [r for r in rows if grep in r]
         return "\n".join(rows[-lines:])
 
+    def banner_section(self, header: str = "[tasks]") -> str:
+        """The section of the log that starts with the line containing ``header`` and ends at
+        the first blank line after it: for a worker, "[tasks]" and the tasks it registered,
+        however many lines it logged since (``tail`` counts from the end)."""
+        rows = relative_paths(self.log()).splitlines()
+        first = next((i for i, r in enumerate(rows) if header in r), None)
+        if first is None:
+            return ""
+        end = next((i for i in range(first + 1, len(rows)) if not rows[i].strip()), len(rows))
+        return "\n".join(rows[first:end])
+
     def show(self, lines: int = 20, *, grep: str | None = None, start: str | None = None,
              since: int = 0) -> None:
         """Print the tail of the log (for a notebook cell): what a terminal would show."""

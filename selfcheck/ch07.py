@@ -86,7 +86,7 @@ def _run(ns: dict, task: str, block: str, check) -> list[str]:
     if problem:
         return [problem]
     try:
-        if f"my_tasks.{task}" not in worker.tail(60, start="[tasks]"):
+        if f"my_tasks.{task}" not in worker.banner_section():
             if files.stub(FILE, block):  # (a task written into the file in an editor counts too)
                 return [f"还没有答案：在 %%writeblock {FILE} {block} 的单元格里定义任务 {task}"]
             return [f"{FILE} 的 {block} 这一段里没有任务 {task}：用 @app.task 定义它，函数名就是 {task}"]

@@ -137,7 +137,7 @@ def tolerant_chord(ns: dict) -> list[str]:
     if problem:
         return [problem]
     try:
-        registered = worker.tail(60, start="[tasks]")
+        registered = worker.banner_section()
         missing = [name.rsplit(".", 1)[1] for name in (COUNT, MERGE) if name not in registered]
         if missing:
             return [f"{FILE} 的 exercise-1 这一段里没有任务 {'、'.join(missing)}："

@@ -456,7 +456,7 @@ def notify_ops(ns: dict) -> list[str]:
         if problem:
             return [problem]
         try:
-            if "my_tasks.notify_ops" not in worker.tail(60, start="[tasks]"):
+            if "my_tasks.notify_ops" not in worker.banner_section():
                 return [f"{FILE} 的 exercise-2 这一段里没有任务 notify_ops：用 @app.task 定义它，函数名就是 notify_ops"]
 
             def send(text: str, key: str):

@@ -73,7 +73,7 @@ def test_beat_only_sends_and_the_worker_runs_the_ticks(demo_app, module_broker):
 
         worker = launcher.start_worker("demo_tasks.periodic", broker=module_broker, fast=True)
         # The chapter's own app: its worker knows its own task, not chapter 03's.
-        registered = worker.tail(10, start="[tasks]")
+        registered = worker.banner_section()
         assert "  . demo_tasks.periodic.tick" in registered and "demo_tasks.tasks" not in registered
 
         def every_second():
