@@ -88,6 +88,11 @@ CASES = {
         "EMAIL_PORT=PORT \\",
         "EMAIL_PORT=1025 celery -A proj worker",    # a port the learner types
     ),
+    "attempt-that-sent": (
+        "notification f308e5ae via email: attempt 2 of 4: sent to learner@example.com",
+        "notification f308e5ae via email: attempt N of 4: sent to learner@example.com",
+        "attempt 1 of 4 failed, retry in 0.5 s",    # a failed attempt's number is compared
+    ),
     "report-days": (
         '报表日报 2026-12-07 | 2026-12-07 的报表日报 | daily-report-2026-12-07.xlsx | 参数: {"day": "2026-12-07"}',
         '报表日报 DAY | DAY 的报表日报 | daily-report-DAY.xlsx | 参数: {"day": "DAY"}',
