@@ -252,5 +252,11 @@ def test_the_colleagues_fetch_report_retries_a_404_until_revoked(retries, servic
     hammer = retries.fetch_report.delay(service.url + "/reports/x")
     assert launcher.wait_for(lambda: len(service.requests()) >= 5, 20, interval=0.05)
     assert {(r["path"], r["status"]) for r in service.requests()} == {("/reports/x", 404)}
-    hammer.revoke()
-    assert launcher.wait_for(lambda: hammer.state == "REVOKED", 15, interval=0.1)
+    # A revoke is a broadcast, and on Redis a broadcast is pub/sub: at most once. If the worker's
+    # subscription was being re-made at that moment (a loaded machine), it never arrives; sending it
+    # again is what one does (revoking twice is harmless). Once it arrives, the next retry is dropped.
+    for _ in range(5):
+        hammer.revoke()
+        if launcher.wait_for(lambda: hammer.state == "REVOKED", 5, interval=0.1):
+            break
+    assert hammer.state == "REVOKED", worker.tail(20)
