@@ -221,3 +221,17 @@ def start_lab(folder: Path, timeout: float = 120, *, secrets: Path | None = None
         pytest.fail(f"make lab did not print its URL within {timeout:g} s:\n{(folder / 'lab.log').read_text()}")
     line = next(x for x in (folder / "lab.log").read_text().splitlines() if x.startswith("JupyterLab: "))
     return LabSession(process, folder, line.split(" ", 1)[1], f"redis://127.0.0.1:{broker_port}/0", session)
+
+
+def run_cell(ns: dict, source: str) -> None:
+    """Run an exercise's answer cell as the notebook does: a ``%%writeblock FILE BLOCK`` cell
+    through selfcheck.Workspace (what the cell magic calls), any other cell with exec() in
+    ``ns`` (the kernel's globals())."""
+    import selfcheck
+
+    if source.startswith("%%writeblock "):
+        first, _, body = source.partition("\n")
+        _, file, block = first.split()
+        selfcheck.Workspace(ns["exercises_dir"], "exercises").write_block(file, block, body)
+    else:
+        exec(compile(source, "<answer cell>", "exec"), ns)

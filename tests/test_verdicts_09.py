@@ -16,8 +16,8 @@ from __future__ import annotations
 import pytest
 
 import launcher
-import selfcheck
 from selfcheck import ch09
+from tests.helpers import run_cell
 from tests.wrong_answers.ch09 import WRONG
 
 SECRET = "SEC" + "fedcba9876543210" * 4  # this module's own robot secret
@@ -71,16 +71,6 @@ EMPTY = {
     3: "# 练习 3：用 update_or_create 建好（或更新）定时任务 “daily report weekdays”，赋给 weekday_report\n"
        "weekday_report = ...\n",
 }
-
-
-def run_cell(ns: dict, source: str) -> None:
-    """Run an answer cell as the notebook does."""
-    if source.startswith("%%writeblock "):
-        first, _, body = source.partition("\n")
-        _, file, block = first.split()
-        selfcheck.Workspace(ns["exercises_dir"], "exercises").write_block(file, block, body)
-    else:
-        exec(compile(source, "<answer cell>", "exec"), ns)
 
 
 def verdict(ns: dict, number: int, source: str) -> list[str]:

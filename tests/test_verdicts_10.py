@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 import launcher
-import selfcheck
 from instruments.rate_windows import max_in_window
 from selfcheck import ch10
+from tests.helpers import run_cell
 from tests.wrong_answers.ch10 import WRONG
 
 #: The reference answers, as the notebook's collapsed cells hold them.
@@ -81,16 +81,6 @@ EMPTY = {
        "def busiest(times, width=1.0):\n    ...\n",
     3: "%%writeblock my_tasks.py exercise-3\n# 练习 3：任务 polite_get(url)\n",
 }
-
-
-def run_cell(ns: dict, source: str) -> None:
-    """Run an answer cell as the notebook does."""
-    if source.startswith("%%writeblock "):
-        first, _, body = source.partition("\n")
-        _, file, block = first.split()
-        selfcheck.Workspace(ns["exercises_dir"], "exercises").write_block(file, block, body)
-    else:
-        exec(compile(source, "<answer cell>", "exec"), ns)
 
 
 def verdict(ns: dict, number: int, source: str) -> list[str]:
