@@ -235,3 +235,17 @@ def run_cell(ns: dict, source: str) -> None:
         selfcheck.Workspace(ns["exercises_dir"], "exercises").write_block(file, block, body)
     else:
         exec(compile(source, "<answer cell>", "exec"), ns)
+
+
+@contextmanager
+def serving(server, poll_interval: float = 0.05):
+    """Serve ``server`` (a socketserver.BaseServer) from a daemon thread of this process while
+    the block runs; then shut it down, close its socket and wait for the thread."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import multiprocessing
 import random
-import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
@@ -27,6 +26,7 @@ from instruments.rate_windows import max_in_window
 from services.crawl_site import HUGE_BYTES, ROBOTS_TXT, generate
 from services.json_http import QuietServer
 from tests.conftest import import_on
+from tests.helpers import serving
 
 #: The test site: small and quick, but with every kind of page.
 PAGES, SEED = 40, 10
@@ -46,28 +46,27 @@ def crawler(broker):
     return import_on(broker, "crawler")
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """The crawl site of the whole crawl: 40 articles, 10 ms per request, slow pages 0.3 s
-    late, /hang.html silent for 10 s (the crawler gives up after 1 s)."""
-    proc = launcher.start_crawl_site(tmp_path_factory.mktemp("crawl-site") / "site.log", pages=PAGES, seed=SEED,
-                                     delay=0.01, slow_delay=0.3, hang=10.0)
+def _serve_site(tmp_path_factory, name: str, hang: float):
+    proc = launcher.start_crawl_site(tmp_path_factory.mktemp(name) / "site.log", pages=PAGES, seed=SEED,
+                                     delay=0.01, slow_delay=0.3, hang=hang)
     try:
         yield proc
     finally:
         proc.cleanup()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The crawl site of the whole crawl: 40 articles, 10 ms per request, slow pages 0.3 s
+    late, /hang.html silent for 10 s (the crawler gives up after 1 s)."""
+    yield from _serve_site(tmp_path_factory, "crawl-site", hang=10.0)
 
 
 @pytest.fixture(scope="module")
 def quick_site(tmp_path_factory):
     """The same site, but /hang.html answers at once: for the crawls that test something else
     than a timeout (so they take a second or two, not the timeout's four attempts)."""
-    proc = launcher.start_crawl_site(tmp_path_factory.mktemp("quick-site") / "site.log", pages=PAGES, seed=SEED,
-                                     delay=0.01, slow_delay=0.3, hang=0.0)
-    try:
-        yield proc
-    finally:
-        proc.cleanup()
+    yield from _serve_site(tmp_path_factory, "quick-site", hang=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -481,14 +480,8 @@ def detours():
     """The DETOURS sites, served by a real threaded HTTP server in this process."""
     server = QuietServer(("127.0.0.1", 0), _DetourHandler)
     server.requested = []
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.mark.parametrize("branch", ["one", "two"])

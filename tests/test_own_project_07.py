@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests import own_project
+from tests.helpers import serving
 from tests.own_project import checks
 
 #: How many times /flaky/NAME answers 503 before it answers 200.
@@ -60,15 +61,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def partner() -> Iterator[Partner]:
-    server = Partner()
-    thread = threading.Thread(target=server.serve_forever, name="partner", daemon=True)
-    thread.start()
-    try:
+    with serving(Partner()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture(scope="module")
