@@ -483,11 +483,11 @@ def _judge_polite(app, site, broker, workers, source: str) -> list[str]:
     if times and (most > MOST or (len(times) == CALLS and span < MIN_SPAN)):
         ran = _ran_on(workers, results)
         own = [[arrived[paths[i]][0] for i in calls if arrived[paths[i]]] for calls in ran.values()]
-        each = [max_in_window(ts, WINDOW) for ts in own]
+        each = [max_in_window(ts, 1.0) for ts in own]   # which hint: each worker kept RATE a second?
         head = (f"{where}：站点在 {WINDOW:g} 秒里最多收到了 {most} 个请求（每秒 {RATE} 个，{WINDOW:g} 秒最多 "
                 f"{int(WINDOW * RATE)} 个），{len(times)} 个请求从第一个到最后一个用了 {span:.2f} 秒（至少要 "
                 f"{(CALLS - 1) / RATE:g} 秒）")
-        if all(ts for ts in own) and all(n <= MOST for n in each):
+        if all(ts for ts in own) and all(n <= RATE + 1 for n in each):
             shares = "、".join(f"{len(calls)} 个" for calls in ran.values())
             advice = _own_limit_advice(source)
             problems.append(f"{head}：两个 worker 各自没超过每秒 {RATE} 个（分别运行了 {shares}），加起来就超了："
