@@ -71,15 +71,17 @@ class ClientError(ServiceError):
     """HTTP 4xx: our request is wrong (a missing item, bad input). Trying again gives the same answer."""
 
 
-def call_service(url: str, task_id: str, attempt: int, timeout: float = CALL_TIMEOUT,
+def call_service(url: str, call: str, attempt: int, timeout: float = CALL_TIMEOUT,
                  idempotency_key: str | None = None) -> dict:
-    """One call: GET url?task=ID&attempt=N. Returns the service's JSON, or raises
+    """One call: GET url?task=CALL&attempt=N. Returns the service's JSON, or raises
     one of the ServiceError classes (the caller decides which to retry).
+    ``call``: the id the service decides its answer by (and records as "task"); a task
+    passes its own id, or the logical call's id when it was given one.
     ``idempotency_key``: sent as the Idempotency-Key header; the service does the
     work once per key and answers later calls with the same key from its record."""
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     try:
-        reply = requests.get(url, params={"task": task_id, "attempt": attempt}, headers=headers,
+        reply = requests.get(url, params={"task": call, "attempt": attempt}, headers=headers,
                              timeout=timeout)
     except requests.Timeout as exc:
         raise ServiceTimeout(f"no answer from {url} within {timeout:g} s") from exc
@@ -95,10 +97,14 @@ def call_service(url: str, task_id: str, attempt: int, timeout: float = CALL_TIM
 
 # --- Without and with retries -----------------------------------------------------
 
+# ``call`` below: the logical call's id, which decides the flaky service's answers, so the
+# chapter can send the same calls again under new task ids. A task id is used once: a
+# process that reuses one can be handed the result Celery buffered for the earlier task.
+
 @app.task(bind=True)
-def fetch_once(self, url: str) -> dict:
+def fetch_once(self, url: str, call: str | None = None) -> dict:
     """One call, no retry: any failure of the service is the task's failure."""
-    return call_service(url, self.request.id, self.request.retries)
+    return call_service(url, call or self.request.id, self.request.retries)
 
 
 #: The retry policy of fetch_with_retries, shown by the chapter.
@@ -119,16 +125,16 @@ RETRY_POLICY = {
 
 
 @app.task(bind=True, **RETRY_POLICY)
-def fetch_with_retries(self, url: str) -> dict:
+def fetch_with_retries(self, url: str, call: str | None = None) -> dict:
     """The same call, retried by Celery on 503 and timeouts (RETRY_POLICY)."""
-    return call_service(url, self.request.id, self.request.retries)
+    return call_service(url, call or self.request.id, self.request.retries)
 
 
 @app.task(bind=True, max_retries=3)
-def fetch_manual_retry(self, url: str, countdown: float = 0.5) -> dict:
+def fetch_manual_retry(self, url: str, countdown: float = 0.5, call: str | None = None) -> dict:
     """Retrying by hand: self.retry() decides when, and which errors, itself."""
     try:
-        return call_service(url, self.request.id, self.request.retries)
+        return call_service(url, call or self.request.id, self.request.retries)
     except (ServiceUnavailable, ServiceTimeout) as exc:
         logger.warning("attempt %d failed (%s); retrying in %g s", self.request.retries, exc, countdown)
         # raise: retry() raises Retry, which tells the worker this run is not a failure.
@@ -161,9 +167,9 @@ class RetryLoggingTask(Task):
           dont_autoretry_for=(ClientError,),
           # The arguments of the retry() autoretry calls: at most 2 retries, 0.2 s apart.
           retry_kwargs={"max_retries": 2, "countdown": 0.2})
-def fetch_by_family(self, url: str) -> dict:
+def fetch_by_family(self, url: str, call: str | None = None) -> dict:
     """Retry a whole family of errors but one (dont_autoretry_for), with retry_kwargs and on_retry."""
-    return call_service(url, self.request.id, self.request.retries)
+    return call_service(url, call or self.request.id, self.request.retries)
 
 
 @app.task(bind=True, autoretry_for=(Exception,), max_retries=None, default_retry_delay=0.2)

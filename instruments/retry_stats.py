@@ -3,7 +3,7 @@ the same calls to the flaky service, once with a task that does not retry and
 once with one that does, counted from the tasks' results and from the
 service's own record of every request it got.
 
-    results = send_calls(fetch_once, service.call_url, ids)
+    results = send_calls(fetch_once, service.call_url, call_ids(100))
     outcome = wait_for_results(results, timeout=60)
     summary = summarize(outcome, service.requests())
     display(table({"不重试": (summary, seconds), ...}))    # an HTML table
@@ -23,20 +23,18 @@ from instruments.tables import Measured, Table
 
 
 def call_ids(count: int, prefix: str = "call") -> list[str]:
-    """The task ids of a batch: fixed, so every run asks the flaky service the same
-    questions and meets the same failures (its answers are a hash of id and attempt)."""
+    """The logical calls of a batch: fixed, so every run asks the flaky service the same
+    questions and meets the same failures (its answers are a hash of call and attempt)."""
     return [f"{prefix}-{n:03d}" for n in range(1, count + 1)]
 
 
-def send_calls(task, url: str, ids: Iterable[str]) -> dict[str, AsyncResult]:
-    """Send one task per id, each with that id. A result an earlier run stored
-    under the same id is forgotten first (deleted from the result backend):
-    otherwise it would look finished before the new run has even started."""
-    sent = {}
-    for task_id in ids:
-        task.AsyncResult(task_id).forget()
-        sent[task_id] = task.apply_async((url,), task_id=task_id)
-    return sent
+def send_calls(task, url: str, calls: Iterable[str]) -> dict[str, AsyncResult]:
+    """Send one task per logical call, the call's id passed as ``call`` (the service's
+    answers depend on it), each under a new task id: {call: result}. A task id is never
+    used twice: a process that sends a task under an id it used before can be handed the
+    result Celery buffered for the earlier task (a READY message that came with no one
+    waiting), so the new task would look finished before it has even started."""
+    return {call: task.apply_async((url,), {"call": call}) for call in calls}
 
 
 def wait_for_results(results: dict[str, AsyncResult], timeout: float) -> dict[str, str]:
@@ -84,9 +82,10 @@ def summarize(states: dict[str, str], requests: list[dict]) -> Summary:
     )
 
 
-def attempts_of(task_id: str, requests: list[dict]) -> list[dict]:
-    """One task's requests, in order: each with its time, attempt number and the service's answer."""
-    return sorted((r for r in requests if r.get("task") == task_id), key=lambda r: r["t"])
+def attempts_of(call: str, requests: list[dict]) -> list[dict]:
+    """One call's requests, in order: each with its time, attempt number and the service's
+    answer (the service records the call's id as "task")."""
+    return sorted((r for r in requests if r.get("task") == call), key=lambda r: r["t"])
 
 
 def backoff_countdowns(retries: int, *, maximum: int, factor: int = 1) -> list[int]:

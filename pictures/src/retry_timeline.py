@@ -8,16 +8,17 @@ The run, on an embedded broker of its own on a free port (never 6379):
 
 1. the flaky service (``launcher.start_flaky_service(seed=7)``) and a real
    ``celery -A demo_tasks.retries worker`` (4 processes);
-2. the chapter's batch: ``fetch_with_retries`` once for each of the ids
-   ``call-001`` .. ``call-100`` (retry_stats.call_ids), sent through the
+2. the chapter's batch: ``fetch_with_retries`` once for each of the calls
+   ``call-001`` .. ``call-100`` (retry_stats.call_ids, each sent as ``call=``
+   under a new task id), sent through the
    chapter's own app, and waited for until every task has succeeded or given up;
 3. the service's record of every request it got: per request the time it
-   arrived, the task id, the attempt number and the service's answer.
+   arrived, the call's id, the attempt number and the service's answer.
 
 From that record, one row per chosen task: the first id (in id order) that
 took exactly 2 attempts, the first that took 3, the first that took 4 and
 succeeded, and the first that gave up (a kind the run lacks is left out).
-The service's answers are a seeded hash of (task id, attempt), so the same
+The service's answers are a seeded hash of (call id, attempt), so the same
 tasks are chosen on every run; the times are the run's own.
 
 Each failed attempt is followed by a bar: the wait RETRY_POLICY promises
