@@ -303,7 +303,9 @@ def _ten_users_four_workers(ns: dict) -> Problems:
     elif blocking_ok and measured_blocking > 3 * slowest_blocking:
         problems.append(f"`measured_blocking` 是 {measured_blocking:.2f}，是这里重新测得的 {slowest_blocking:.2f} 秒的"
                         "好几倍：是不是把所有用户的等待加了起来？用 max(serve(blocking_view))，最慢的那一个")
-    if measured_queued < 0 or measured_queued * 3 > measured_blocking:
+    # Catches a queued figure measured on the blocking view (the same ~0.9 s); the margin leaves
+    # room for a loaded laptop, where one delay() can stall for a few tenths of a second.
+    if measured_queued < 0 or measured_queued * 1.5 > measured_blocking:
         problems.append(f"`measured_queued` 是 {measured_queued:.3f}，应该远小于阻塞版的 `measured_blocking`"
                         f"（这里重新测得排队版用时 {slowest_queued:.3f} 秒）：用 max(serve(queued_view)) 测量")
     return problems

@@ -77,5 +77,9 @@ WRONG = {
                + "measured_blocking = serve(blocking_view)   # every user's wait, not the slowest\n"
                "measured_queued = serve(queued_view)\n"],
               hint="`measured_blocking` 应该是一个数（秒）", why="the list of waits, not max()"),
+        Wrong([BLOCKING + QUEUED + PREDICTED
+               + "measured_blocking = max(serve(blocking_view))\n"
+               "measured_queued = max(serve(blocking_view))   # the blocking view measured twice\n"],
+              hint="应该远小于阻塞版的", why="measures the blocking view for the queued figure"),
     ],
 }
