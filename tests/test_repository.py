@@ -74,7 +74,7 @@ def test_notebook_follows_the_skeleton(path):
 
 REQUIREMENTS = ("requirements.txt", "requirements-test.txt")
 FIRST_PARTY = {"demo_tasks", "django_demo", "instruments", "launcher", "services", "reports", "wordcounts",
-               "notifications", "selfcheck", "tests", "tasks", "compose",
+               "gallery", "videos", "notifications", "selfcheck", "tests", "tasks", "compose",
                "terminal", "fonts", "architecture"}  # these three: pictures/src/ (its sys.path)
 
 
@@ -138,9 +138,9 @@ def test_everything_imported_is_pinned():
 def test_the_course_runs_without_the_test_requirements():
     """make lab and the Docker image install requirements.txt only: nothing they run may need more."""
     course_only = {name for name, where in pins().items() if where == "requirements.txt"}
-    for tool in ("pytest", "nbval", "playwright", "matplotlib", "pillow", "ruff"):
+    for tool in ("pytest", "nbval", "playwright", "matplotlib", "ruff"):
         assert tool not in course_only, f"{tool} belongs in requirements-test.txt"
-    for needed in ("celery", "jupyterlab", "psutil", "redis", "django"):
+    for needed in ("celery", "jupyterlab", "psutil", "redis", "django", "pillow", "imageio-ffmpeg"):
         assert needed in course_only, f"{needed} must be in requirements.txt"
 
 

@@ -15,7 +15,7 @@ environment means production, and refuses to start without a SECRET_KEY.
     DATABASE_URL    default: SQLite file django_demo/db.sqlite3 (git-ignored);
                     postgres://user@host:5432/name for PostgreSQL
                     (DATABASE_PASSWORD_FILE: a file with the password)
-    MEDIA_ROOT      where report files are written; default django_demo/media
+    MEDIA_ROOT      where report files, photos and videos are written; default django_demo/media
     EMAIL_*         mail (chapter 09): EMAIL_BACKEND (default: the console), EMAIL_HOST,
                     EMAIL_PORT, EMAIL_TIMEOUT, EMAIL_USE_TLS, EMAIL_HOST_USER,
                     EMAIL_HOST_PASSWORD (or EMAIL_HOST_PASSWORD_FILE)
@@ -25,6 +25,8 @@ environment means production, and refuses to start without a SECRET_KEY.
                     NOTIFY_TIMEOUT, NOTIFY_MAX_RETRIES, NOTIFY_RETRY_DELAY, NOTIFY_RETRY_MAX_DELAY,
                     NOTIFY_RETRY_JITTER
     REPORT_MAIL_TO  who gets the daily report by mail (comma-separated)
+    VIDEO_*         the video pages (chapter 10): VIDEO_MAX_UPLOAD_BYTES, VIDEO_SOFT_TIME_LIMIT,
+                    VIDEO_STREAM_SECONDS, VIDEO_STREAM_INTERVAL
 
 Django's settings reference: https://docs.djangoproject.com/en/5.2/ref/settings/
 """
@@ -131,6 +133,9 @@ INSTALLED_APPS = [
     "wordcounts",
     # Chapter 09: notifications by mail, a DingTalk group robot and an internal webhook.
     "notifications",
+    # Chapter 10: uploaded photos made into thumbnails (Pillow), videos transcoded (FFmpeg).
+    "gallery",
+    "videos",
 ]
 
 MIDDLEWARE = [
@@ -219,6 +224,18 @@ STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 # Generated reports go to MEDIA_ROOT/reports/ and are served by a view.
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
+
+# Chapter 10: the video pages and tasks.
+# The largest video upload accepted (the form refuses a larger one; a proxy in front of
+# Django should refuse it before it is uploaded: nginx's client_max_body_size, chapter 14).
+VIDEO_MAX_UPLOAD_BYTES = int(os.environ.get("VIDEO_MAX_UPLOAD_BYTES", str(50 * 1024 * 1024)))
+# transcode_video's soft time limit: a runaway transcode is stopped (FFmpeg killed, nothing
+# half-written kept) and the video says so. Seconds.
+VIDEO_SOFT_TIME_LIMIT = float(os.environ.get("VIDEO_SOFT_TIME_LIMIT", "300"))
+# The progress event stream: how long one response lasts before the browser reconnects
+# (a stream holds a server thread for its whole life), and how often it reads the status.
+VIDEO_STREAM_SECONDS = float(os.environ.get("VIDEO_STREAM_SECONDS", "60"))
+VIDEO_STREAM_INTERVAL = float(os.environ.get("VIDEO_STREAM_INTERVAL", "0.25"))
 
 # The demo report task sleeps this long per step, so the progress bar visibly moves.
 REPORT_STEP_SECONDS = float(os.environ.get("REPORT_STEP_SECONDS", "0.5"))

@@ -1,5 +1,5 @@
 """URLs: the admin, logging in and out, the word counts (chapter 08), the notifications
-(chapter 09), and the report pages at the site root."""
+(chapter 09), photos and videos (chapter 10), and the report pages at the site root."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -10,5 +10,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("wordcounts/", include("wordcounts.urls")),
     path("notifications/", include("notifications.urls")),
+    path("gallery/", include("gallery.urls")),
+    path("videos/", include("videos.urls")),
     path("", include("reports.urls")),
 ]
