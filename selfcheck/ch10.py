@@ -1,5 +1,6 @@
 """Chapter 10's exercise checks, against the chapter's real crawl site (``site``,
-services/crawl_site.py, its own request log) and, for exercise 3, two new workers.
+services/crawl_site.py, its own request log), the wheel's real FFmpeg and, for
+exercises 3 and 5, new workers for the learner's ``my_tasks.py``.
 
 1. ``canonical(href, base)`` (in the notebook): the absolute, normalised URL a
    crawler de-duplicates on, or None for a link it must not follow. The check
@@ -27,20 +28,43 @@ services/crawl_site.py, its own request log) and, for exercise 3, two new worker
    that carry this run's mark: each arrived once, no window of WINDOW (2)
    seconds holds more than MOST (12) of them, and all of them took at least
    MIN_SPAN seconds (see those constants for why both, and why the room).
+4. ``progress_percents(text, total)`` (in the notebook): one percentage per block
+   of what FFmpeg writes with ``-progress pipe:1`` (``out_time_us`` of ``total``
+   seconds, clamped to 0-100, rounded to 1 decimal; ``N/A`` gives 0.0 and the
+   ``progress=end`` block 100.0). Fixed cases (PROGRESS_CASES), then the text
+   the wheel's real FFmpeg writes while it encodes a short clip (made once per
+   process: ``ffmpeg_progress()``), each compared to ``expected_percents``; the
+   hint names the first wrong block and what it should be.
+5. ``shrink(src, dst, height)`` in ``my_tasks.py`` (``%%writeblock my_tasks.py
+   exercise-5``): a bound task that transcodes with ``video.transcode``, reports
+   ``update_state(state="PROGRESS", meta={"percent": ...})`` and returns
+   ``{"height": ..., "duration": ...}``. The check makes a CLIP_SECONDS clip in
+   the chapter's scratch folder (once: it is kept), starts ONE prefork worker
+   (concurrency 1, ``-n exercises-5``, same queue), SUBSCRIBEs to the result
+   backend's channel for a task id of its own (Celery's Redis backend PUBLISHes
+   every state it stores on ``celery-task-meta-<id>``) before it sends the task,
+   so it sees every state in order without polling, and judges the states, the
+   result and the output folder.
 
-Whatever ran before, the same answer gets the same verdict: check 3 uses a mark
-and task ids no earlier run used, reads only the site's records of this run's
-requests, starts its workers afresh (they import the file as it is now) and
-purges the exercise's queue before and after; the site's log is never reset
-(the chapter's own records would vanish). Checks 1 and 2 only read.
+Whatever ran before, the same answer gets the same verdict: checks 3 and 5 use
+marks and task ids no earlier run used, read only the records of this run (the
+site's log of this run's requests; this task's channel; an output folder made
+empty first), start their workers afresh (they import the file as it is now) and
+purge the exercise's queue before and after; the site's log is never reset (the
+chapter's own records would vanish). Checks 1, 2 and 4 only read.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import re
+import shutil
+import subprocess
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import selfcheck
@@ -55,11 +79,17 @@ QUEUE = "ch10-exercises"
 START_FIRST = "先运行“练习”一节开头的单元格（它写好 my_tasks.py 的开头）"
 PREPARE_FIRST = "先运行本章“准备”一节的单元格（它启动要爬的网站 site）"
 
-#: The beginning of my_tasks.py: the exercise adds its task below it.
-STARTER = '''"""Your task for chapter 10's exercise 3. The check runs it on TWO workers (RATE must hold
-for both together), as these two commands start them:
+#: The beginning of my_tasks.py: the exercises add their tasks below it.
+STARTER = '''"""Your tasks for chapter 10's exercises 3 and 5, all on the queue ch10-exercises.
+
+Exercise 3 (polite_get): the check runs it on TWO thread workers (RATE must hold for both
+together), as these two commands start them:
 celery -A my_tasks worker --loglevel=info --queues=ch10-exercises --pool=threads --concurrency=2 -n exercises-1@%h
 celery -A my_tasks worker --loglevel=info --queues=ch10-exercises --pool=threads --concurrency=2 -n exercises-2@%h
+
+Exercise 5 (shrink): the check runs it on ONE prefork worker that runs one task at a time
+(FFmpeg uses the cores), as this command starts it:
+celery -A my_tasks worker --loglevel=info --queues=ch10-exercises --pool=prefork --concurrency=1 -n exercises-5@%h
 """
 
 import os
@@ -69,7 +99,7 @@ import httpx
 import redis
 from celery import Celery
 
-from demo_tasks import ratelimit
+from demo_tasks import ratelimit, video
 
 app = Celery("my_tasks", broker=os.environ["REDIS_URL"], backend=os.environ["REDIS_URL"])
 app.conf.task_default_queue = "ch10-exercises"    # not the queue of the chapter's worker
@@ -79,7 +109,7 @@ client = redis.Redis.from_url(os.environ["REDIS_URL"])
 #: At most this many requests a second to one site, over ALL workers together.
 RATE = 5
 
-# The exercise's answer is a block below, written by the notebook (%%writeblock my_tasks.py exercise-3).
+# Each exercise's answer is a block below, written by the notebook (%%writeblock my_tasks.py exercise-N).
 '''
 
 
@@ -540,5 +570,403 @@ def polite_get(ns: dict) -> list[str]:
         return _judge_polite(app, site, broker, workers, source)
     finally:
         launcher.stop_together(workers)
+        _purge(app)
+        app.close()
+
+
+# --- Exercise 4: a percentage per -progress block ----------------------------------------------
+
+#: What FFmpeg writes before each block's out_time_us, in its own order (a real block of FFmpeg 9).
+_BEFORE = ("frame", "fps", "stream_0_0_q", "bitrate", "total_size")
+_AFTER = ("dup_frames", "drop_frames", "speed")
+
+
+def progress_block(us: int | None, progress: str = "continue", *, order: int | None = None) -> str:
+    """One block as FFmpeg's ``-progress`` writes it: key=value lines, ``progress=`` last.
+    ``us`` None is FFmpeg's N/A (no frame written yet). ``order`` shuffles the other keys
+    (seeded): a reader must not depend on their order."""
+    frame = 0 if us is None else max(0, us) * 25 // 1_000_000
+    if us is None:
+        times = {"out_time_us": "N/A", "out_time_ms": "N/A", "out_time": "N/A"}
+    else:
+        sign, whole = ("-" if us < 0 else ""), abs(us)
+        clock = f"{sign}{whole // 3_600_000_000:02d}:{whole // 60_000_000 % 60:02d}:{whole // 1_000_000 % 60:02d}" \
+                f".{whole % 1_000_000:06d}"
+        times = {"out_time_us": str(us), "out_time_ms": str(us), "out_time": clock}
+    values = {"frame": str(frame), "fps": "25.00", "stream_0_0_q": "28.0",
+              "bitrate": "N/A" if us is None else " 412.3kbits/s", "total_size": "48" if us is None else "261632",
+              **times, "dup_frames": "0", "drop_frames": "0", "speed": "N/A" if us is None else "2.01x"}
+    keys = [*_BEFORE, "out_time_us", "out_time_ms", "out_time", *_AFTER]
+    if order is not None:
+        random.Random(order).shuffle(keys)
+    return "".join(f"{key}={values[key]}\n" for key in keys) + f"progress={progress}\n"
+
+
+#: (text, total seconds, what the case is about): the fixed cases, simplest first.
+PROGRESS_CASES: list[tuple[str, float, str]] = [
+    (progress_block(None) + progress_block(1_000_000), 4.0, "第一块还没有画面（out_time_us=N/A）"),
+    (progress_block(2_000_000) + progress_block(3_000_000) + progress_block(4_200_000), 4.0,
+     "有一块的时间超过了总长"),
+    (progress_block(-21_333) + progress_block(1_500_000), 3.0, "有一块的时间小于 0"),
+    (progress_block(1_000_000) + progress_block(2_000_000) + progress_block(3_920_000, "end"), 4.0,
+     "最后一块是 progress=end（out_time_us 比总长少一点）"),
+    ((progress_block(1_000_000) + progress_block(3_920_000, "end")).rstrip("\n"), 4.0, "文本最后没有换行"),
+    (progress_block(600_000, order=1) + progress_block(1_200_000, order=2) + progress_block(1_960_000, "end", order=3),
+     2.0, "每一块里的键顺序不同"),
+]
+
+
+def progress_blocks(text: str) -> list[dict[str, str]]:
+    """The blocks of ``-progress`` output: the key=value lines up to each ``progress=`` line."""
+    blocks, block = [], {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep:
+            continue
+        block[key] = value
+        if key == "progress":
+            blocks.append(block)
+            block = {}
+    return blocks
+
+
+def expected_percents(text: str, total: float, *, unit: float = 1_000_000, clamp: bool = True,
+                      end: bool = True, scale: float = 100.0) -> list[float]:
+    """The answer (with the defaults), and the wrong answers' results the hints recognise:
+    ``unit=1000`` (out_time taken for milliseconds), ``clamp=False``, ``end=False`` (progress=end
+    not looked at), ``scale=1`` (fractions)."""
+    percents = []
+    for block in progress_blocks(text):
+        try:
+            seconds = int(block.get("out_time_us", "N/A")) / unit
+        except ValueError:
+            seconds = 0.0                                   # N/A: no frame written yet
+        percent = scale * seconds / total if total else 0.0
+        if clamp:
+            percent = min(scale, max(0.0, percent))
+        if end and block.get("progress") == "end":
+            percent = scale
+        percents.append(round(percent, 1))
+    return percents
+
+
+#: The clip whose real -progress output check 4 reads: long and slow enough (x264's "medium")
+#: for FFmpeg to write a block every PROGRESS_PERIOD seconds for about a second.
+PROGRESS_CLIP_SECONDS = 10.0
+PROGRESS_PERIOD = 0.1
+
+
+@functools.cache
+def ffmpeg_progress() -> tuple[str, float]:
+    """(what the wheel's FFmpeg writes with ``-progress pipe:1 -stats_period 0.1 -nostats`` while
+    it encodes a generated clip, the clip's length in seconds). Made once per process."""
+    from demo_tasks import video
+
+    with tempfile.TemporaryDirectory(prefix="ch10-progress-") as folder:
+        clip = video.sample_clip(Path(folder) / "clip.mp4", seconds=PROGRESS_CLIP_SECONDS, size=(640, 360),
+                                 timeout=120)
+        total = video.probe(clip).duration
+        done = subprocess.run(
+            [video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", f"file:{clip}",
+             "-c:v", "libx264", "-preset", "medium", "-pix_fmt", "yuv420p",
+             "-progress", "pipe:1", "-stats_period", str(PROGRESS_PERIOD), "-nostats",
+             "-y", "-f", "mp4", f"file:{Path(folder) / 'out.mp4'}"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0 or "progress=end" not in done.stdout:
+        raise RuntimeError(f"FFmpeg exited {done.returncode} without its last -progress block: "
+                           f"{done.stderr.strip()[-300:]}")
+    return done.stdout, total
+
+
+def _block_shown(block: dict[str, str]) -> str:
+    return f"out_time_us={block.get('out_time_us', '（没有）')}，progress={block.get('progress')}"
+
+
+def _near(a, b) -> bool:
+    return abs(a - b) <= 0.05 + 1e-9
+
+
+MICROSECONDS = ("FFmpeg 的 out_time_ms 名字里是毫秒，其实和 out_time_us 一样是微秒（FFmpeg 多年来的老问题，"
+                "为了不打破旧程序一直没改）：用 out_time_us，除以 1_000_000 得到秒")
+
+
+def percents_problem(function, text: str, total: float, what: str) -> str | None:
+    """What is wrong with ``function`` on one case (None if it is right)."""
+    want = expected_percents(text, total)
+    blocks = progress_blocks(text)
+    call = f"{what}：progress_percents(…, total={total:g})"
+    try:
+        got = function(text, total)
+    except Exception as exc:
+        na = ("：FFmpeg 写出第一帧之前，out_time_us 是 N/A，不是数：这样的块给 0.0（先看是不是 N/A，再 int(…)）"
+              if "N/A" in str(exc) else "")
+        return f"{call} 出错：{type(exc).__name__}: {exc}{na}"
+    if not isinstance(got, (list, tuple)):
+        return f"{call} 返回了 {got!r:.80}：要返回一个列表，每一块一个百分数"
+    if len(got) != len(want):
+        lines = len([line for line in text.splitlines() if line.strip()])
+        per_line = "，不是每一行一个" if len(got) == lines else ""
+        return (f"{call} 返回了 {len(got)} 个数，文本里有 {len(want)} 块：一块是几行 key=value，以 progress=continue "
+                f"或 progress=end 那一行结束；每一块给一个百分数{per_line}")
+    numbers = [g for g in got if isinstance(g, (int, float)) and not isinstance(g, bool)]
+    for k, (g, w, block) in enumerate(zip(got, want, blocks, strict=True), 1):
+        head = f"{call}：第 {k} 块（{_block_shown(block)}）"
+        if isinstance(g, bool) or not isinstance(g, (int, float)):
+            return f"{head}得到 {g!r:.60}：每一块要一个数（百分数，float）"
+        if _near(g, w):
+            if abs(g * 10 - round(g * 10)) > 1e-6:
+                return f"{head}得到 {g!r}，应该是 {w!r}：保留 1 位小数（round(percent, 1)）"
+            continue
+        head = f"{head}得到 {g!r}，应该是 {w!r}"
+        if len(numbers) == len(got) and all(0 <= n <= 1 for n in numbers) and max(want) > 1:
+            return f"{head}：要百分数（0–100），不是比例（0–1）：乘以 100"
+        if block.get("progress") == "end" and _near(g, expected_percents(text, total, end=False)[k - 1]):
+            return (f"{head}：progress=end 的那一块说 FFmpeg 做完了：给 100.0（最后一块的 out_time_us "
+                    "常常比总长少一两帧）")
+        if any(_near(g, expected_percents(text, total, unit=1000, clamp=clamp)[k - 1]) for clamp in (True, False)):
+            return f"{head}：{MICROSECONDS}"
+        if block.get("out_time_us") == "N/A":
+            return f"{head}：out_time_us=N/A（还没有写出第一帧）的块给 0.0"
+        if g > 100 or g < 0:
+            return f"{head}：百分数要在 0 到 100 之间：超过总长的给 100，小于 0 的给 0（min(100.0, max(0.0, …))）"
+        return f"{head}：百分数 = out_time_us / 1_000_000 / total * 100"
+    return None
+
+
+@exercises.register(4)
+def progress_percents(ns: dict) -> list[str]:
+    problems = selfcheck.given(ns, "progress_percents", "每一块 -progress 输出给一个百分数")
+    if problems:
+        return problems
+    function = ns["progress_percents"]
+    for text, total, what in PROGRESS_CASES:
+        problem = percents_problem(function, text, total, what)
+        if problem:
+            return [problem]
+    try:
+        text, total = ffmpeg_progress()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        return [f"没能让 FFmpeg 写出真实的 -progress 输出，先看 FFmpeg 能不能运行（本章“视频”一节的单元格）：{exc}"]
+    problem = percents_problem(function, text, total,
+                               f"FFmpeg 真的写出的输出（{len(progress_blocks(text))} 块，总长 {total:g} 秒）")
+    return [problem] if problem else []
+
+
+# --- Exercise 5: a transcode task that reports its progress ------------------------------------
+
+TASK_SHRINK = "my_tasks.shrink"
+#: The clip check 5 transcodes, to SHRINK_HEIGHT: long enough that the transcode takes about 2 s
+#: (measured: 2.2 s on 2 busy cores), so FFmpeg writes several -progress blocks (one every 0.5 s
+#: and the last) -- a machine three times as fast still gets two.
+CLIP_SECONDS = 60.0
+CLIP_SIZE = (640, 360)
+#: The height the check asks for: neither the clip's 360 nor the chapter's 240, so that a height
+#: written into the task instead of its parameter is found.
+SHRINK_HEIGHT = 288
+#: How long the check waits for the task's final state after sending it.
+SHRINK_WAIT = 60.0
+#: The exercise's one worker: prefork, one task at a time (FFmpeg itself uses the cores).
+SHRINK_WORKER = "exercises-5"
+
+
+def exercise_clip(ns: dict) -> Path:
+    """The clip for check 5, in the chapter's scratch folder (``samples``, beside ``exercises``,
+    which Run All empties): made the first time, then reused while it is intact."""
+    from demo_tasks import video
+
+    folder = Path(ns["exercises_dir"]).parent / "samples"
+    folder.mkdir(parents=True, exist_ok=True)
+    clip = folder / "exercise-5.mp4"
+    try:
+        if abs(video.probe(clip).duration - CLIP_SECONDS) < 0.1:
+            return clip
+    except video.VideoError:
+        pass  # missing or damaged: made again
+    return video.sample_clip(clip, seconds=CLIP_SECONDS, size=CLIP_SIZE, timeout=120)
+
+
+def _watch(app, broker, worker, send) -> tuple[list[tuple[str, object]], bool]:
+    """SUBSCRIBE to the result backend's channel of a new task id, then ``send(task_id)``, then
+    collect every (state, result) the backend PUBLISHes for it, in order, until a ready state
+    (True), SHRINK_WAIT passed or the worker exited (False)."""
+    import redis
+    from celery import states
+
+    task_id = str(uuid.uuid4())
+    channel = app.backend.get_key_for_task(task_id)
+    seen: list[tuple[str, object]] = []
+    with redis.Redis.from_url(broker.url) as client, client.pubsub() as pubsub:
+        pubsub.subscribe(channel)
+        deadline = time.monotonic() + 10
+        while (message := pubsub.get_message(timeout=1.0)) is None or message["type"] != "subscribe":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the broker did not confirm the SUBSCRIBE within 10 s")
+        send(task_id)
+        deadline = time.monotonic() + SHRINK_WAIT
+        while (left := deadline - time.monotonic()) > 0:
+            message = pubsub.get_message(timeout=min(0.5, left))
+            if message is None:
+                if not worker.running():
+                    break
+                continue
+            if message["type"] != "message":
+                continue
+            meta = app.backend.decode_result(message["data"])
+            seen.append((meta["status"], meta["result"]))
+            if meta["status"] in states.READY_STATES:
+                return seen, True
+    return seen, False
+
+
+def _one_line(exc: object) -> str:
+    text = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else repr(exc)
+    return " ".join(text.split())[:200]
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _progress_problems(seen: list[tuple[str, object]], where: str) -> list[str]:
+    from celery import states
+
+    progress = [result for state, result in seen if state == "PROGRESS"]
+    others = list(dict.fromkeys(state for state, _ in seen if state != "PROGRESS" and state not in states.READY_STATES))
+    if not progress:
+        if others:
+            return [f"{where}：看到了 {len([s for s, _ in seen if s in others])} 个 {'、'.join(others)} 状态，没有 "
+                    f"PROGRESS：update_state 的 state 写 \"PROGRESS\"（{others[0]} 是 Celery 自己的状态，"
+                    "意思不是“进行到了百分之几”）"]
+        return [f"{where}：没有看到 PROGRESS 状态：on_progress 里要调用 self.update_state(state=\"PROGRESS\", "
+                "meta={\"percent\": …})（任务要 bind=True 才有 self）"]
+    percents = [r.get("percent") if isinstance(r, dict) else None for r in progress]
+    if not all(_number(p) for p in percents):
+        bad = next(r for r, p in zip(progress, percents, strict=True) if not _number(p))
+        return [f"{where}：PROGRESS 的 meta 是 {bad!r:.80}：要写成 {{\"percent\": 0 到 100 的数}}"]
+    shown = ", ".join(f"{p:g}" for p in percents[:8]) + ("…" if len(percents) > 8 else "")
+    if len(progress) < 2:
+        return [f"{where}：只看到 1 个 PROGRESS 状态（{shown}）：on_progress 每被调用一次就报告一次"
+                "（FFmpeg 每 0.5 秒写一块，最后一块在结束时）"]
+    if percents != sorted(percents):
+        return [f"{where}：进度倒退了（{shown}）：用 on_progress 收到的已处理秒数（它不会变小）除以总秒数"]
+    if min(percents) < 0 or max(percents) > 100:
+        return [f"{where}：进度超出了 0–100（{shown}）：percent = 100 * done / total"]
+    if max(percents) <= 1:
+        return [f"{where}：进度是 {shown}：这是比例（0–1），meta 的 percent 要百分数（0–100）：100 * done / total"]
+    return []
+
+
+def _result_problems(result, dst: Path, total: float, where: str) -> list[str]:
+    from demo_tasks import video
+
+    if not isinstance(result, dict):
+        return [f"{where}：任务返回了 {result!r:.80}：要返回一个字典 {{\"height\": …, \"duration\": …}}"]
+    problems = []
+    height, duration = result.get("height"), result.get("duration")
+    if not _number(height):
+        problems.append(f"{where}：返回的字典里要有 \"height\"：输出的高度（transcode 返回的 info.height）")
+    elif height != SHRINK_HEIGHT:
+        problems.append(f"{where}：返回的 height 是 {height!r}，检查要的是 {SHRINK_HEIGHT}：transcode 的 height "
+                        "要用任务收到的参数 height，不要写死")
+    if not _number(duration):
+        problems.append(f"{where}：返回的字典里要有 \"duration\"：输出的时长（秒，info.duration）")
+    elif abs(duration - total) > 0.1:
+        problems.append(f"{where}：返回的 duration 是 {duration!r}，这段视频长 {total:g} 秒：用 transcode 返回的 "
+                        "info.duration")
+    if not dst.exists():
+        problems.append(f"{where}：任务成功了，可是 {dst.name} 不在：transcode 的第二个参数用任务收到的 dst")
+    else:
+        try:
+            made = video.probe(dst)
+        except video.VideoError as exc:
+            problems.append(f"{where}：{dst.name} 不是能读的视频：{_one_line(exc)}")
+        else:
+            if made.height != SHRINK_HEIGHT and not (_number(height) and height != SHRINK_HEIGHT):
+                problems.append(f"{where}：{dst.name} 有 {made.height} 像素高，检查要的是 {SHRINK_HEIGHT}：把参数 "
+                                "height 传给 transcode")
+    left = sorted(p.name for p in dst.parent.iterdir() if ".part-" in p.name)
+    if left:
+        problems.append(f"{where}：{dst.parent.name}/ 里留下了临时文件 {left[0]}：直接用 video.transcode 写 dst，"
+                        "它先写临时文件、成功了才改名")
+    return problems
+
+
+def _judge_shrink(app, broker, worker, clip: Path, dst: Path) -> list[str]:
+    from demo_tasks import video
+
+    total = video.probe(clip).duration
+    where = f"{FILE} 的 shrink"
+    sent: list[str] = []
+
+    def send(task_id: str) -> None:
+        sent.append(task_id)
+        app.send_task(TASK_SHRINK, (str(clip), str(dst), SHRINK_HEIGHT), task_id=task_id, queue=QUEUE)
+
+    seen, ended = _watch(app, broker, worker, send)
+    received = sent[0] in worker.log()
+    if not ended:
+        if not received:
+            return [f"{where}：检查启动的 worker 没有收到这个任务：终端里还有消费 {QUEUE} 的 worker？它用的是它启动时"
+                    f"的 {FILE}：先停掉它（Ctrl-C）"]
+        if not worker.running():
+            last = [line for line in worker.log().splitlines() if line.strip()][-1:]
+            return [f"{where}：worker 在运行任务时退出了：{last[0].strip()[:200] if last else '（日志是空的）'}"]
+        return [f"{where}：等了 {SHRINK_WAIT:g} 秒，任务还没有结束（看到 {len(seen)} 个状态；转这段 {total:g} 秒的视频"
+                "只要几秒）：任务里是不是在等什么，或者没有调用 video.transcode？"]
+    state, result = seen[-1]
+    problems: list[str] = []
+    if state == "FAILURE":
+        line = _one_line(result)
+        if ("EncodeError" in line or "JSON serializable" in line) and dst.exists():
+            # The transcode finished (dst is there): it is the return value that JSON cannot hold.
+            problems.append(f"{where}：任务失败了：{line}：返回值要存进结果后端（JSON），VideoInfo 对象存不进去："
+                            "返回一个字典 {\"height\": info.height, \"duration\": info.duration}")
+        elif "EncodeError" in line or "JSON serializable" in line:
+            problems.append(f"{where}：任务失败了：{line}：update_state 的 meta 也要存进结果后端（JSON）："
+                            "meta 里只放数、字符串、列表和字典，例如 {\"percent\": 42.0}")
+        else:
+            problems.append(f"{where}：任务失败了：{line}")
+    elif state != "SUCCESS":
+        problems.append(f"{where}：任务的最后状态是 {state}（{_one_line(result)}），不是 SUCCESS")
+    if state == "SUCCESS" or dst.exists():      # a task that failed midway: its failure is the news
+        problems += _progress_problems(seen, where)
+    if state == "SUCCESS":
+        problems += _result_problems(result, dst, total, where)
+    if problems and not received:
+        problems.append(f"另外，这个任务不是检查启动的 worker 运行的：终端里还有消费 {QUEUE} 的 worker？它用的是"
+                        f"它启动时的 {FILE}，改了文件要重启它")
+    return list(dict.fromkeys(problems))
+
+
+@exercises.register(5)
+def shrink(ns: dict) -> list[str]:
+    from celery import Celery
+
+    import launcher
+
+    files = _files(ns)
+    if files is None or "broker" not in ns:
+        return [START_FIRST]
+    if files.stub(FILE, "exercise-5") and "def shrink" not in files.path(FILE).read_text(encoding="utf-8"):
+        return [f"还没有答案：在 %%writeblock {FILE} exercise-5 的单元格里定义任务 shrink(src, dst, height)"]
+    clip = exercise_clip(ns)
+    out = files.path("exercise-5")            # emptied first: what is in it afterwards, this run wrote
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    broker = ns["broker"]
+    app = Celery("my_tasks", broker=broker.url, backend=broker.url, set_as_current=False)
+    _purge(app)
+    worker = None
+    try:
+        worker, problem = selfcheck.start_exercise_worker(files, broker, QUEUE, FILE, concurrency=1,
+                                                          name=SHRINK_WORKER, extra_args=["--pool=prefork"])
+        if problem:
+            return [problem]
+        if not re.search(rf"\s{re.escape(TASK_SHRINK)}$", worker.banner_section(), re.MULTILINE):
+            return [f"{FILE} 的 exercise-5 这一段里没有任务 shrink：用 @app.task(bind=True) 定义它，函数名就是 shrink"]
+        return _judge_shrink(app, broker, worker, clip, out / "small.mp4")
+    finally:
+        if worker is not None:
+            launcher.stop_together([worker])
         _purge(app)
         app.close()

@@ -67,7 +67,7 @@ DEVELOPER_NAMES = frozenset({
 })
 DEVELOPER_PREFIXES = (
     "REDIS_", "DATABASE_", "SECRET_", "DJANGO_", "CELERY_", "FLOWER_", "COURSE_", "LAB_", "REPORT_", "WORDCOUNT_",
-    "DINGTALK_", "NOTIFY_", "EMAIL_", "SECURE_", "JUPYTER", "JPY_",
+    "DINGTALK_", "NOTIFY_", "EMAIL_", "SECURE_", "VIDEO_", "JUPYTER", "JPY_",
 )
 
 

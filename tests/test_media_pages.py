@@ -296,6 +296,10 @@ def test_a_transcode_killed_midway_publishes_nothing_and_leaves_no_ffmpeg(stack,
     assert launcher.wait_for(lambda: not ffmpegs_under(folder), 10, interval=0.1), \
         "FFmpeg outlived the process that started it"
     assert not (folder / "output.mp4").exists(), "a half-made output was published"
+    # Celery records the lost task (WorkerLostError): the page says so instead of waiting forever.
+    from videos.models import LOST
+    status = wait_status(web, detail + "status/", timeout=20)
+    assert status["status"] == "failed" and status["message"] == LOST, status
     restart_worker(stack)
 
 

@@ -2,8 +2,10 @@
 reference answers pass, the empty stubs fail with "还没有答案", each plausible
 wrong answer (tests/wrong_answers/ch10.py) gets its own hint, and the same
 answer gets the same verdict whatever ran before it. Against real processes: a
-crawl site (launcher.start_crawl_site, a small one), an embedded broker and, for
-exercise 3, the two new workers each check starts.
+crawl site (launcher.start_crawl_site, a small one), an embedded broker, the
+wheel's FFmpeg (exercises 4 and 5: one 60 s clip for the module, in the kernel's
+scratch folder, as in the notebook) and, for exercises 3 and 5, the new workers
+each check starts (two thread workers; one prefork worker).
 
 The cells are run the way the notebook runs them: a ``%%writeblock FILE BLOCK``
 cell through selfcheck.Workspace (what the cell magic calls), any other cell
@@ -18,6 +20,7 @@ import httpx
 import pytest
 
 import launcher
+from demo_tasks import video
 from instruments.rate_windows import max_in_window
 from selfcheck import ch10
 from tests.helpers import run_cell
@@ -58,6 +61,35 @@ def polite_get(self, url):
     ratelimit.take_or_retry(self, client, host, RATE)   # no token left: the task comes back a moment later
     return httpx.get(url, timeout=2).status_code
 ''',
+    4: '''# 参考答案：练习 4（先自己做，再展开看）
+def progress_percents(text, total):
+    percents, block = [], {}
+    for line in text.splitlines():
+        key, _, value = line.strip().partition("=")
+        block[key] = value                             # a block: key=value lines ...
+        if key != "progress":
+            continue                                   # ... up to its progress= line
+        if value == "end":
+            percent = 100.0                            # FFmpeg is done, whatever out_time says
+        elif block.get("out_time_us", "N/A") == "N/A":
+            percent = 0.0                              # no frame written yet
+        else:
+            seconds = int(block["out_time_us"]) / 1_000_000    # microseconds (out_time_ms too!)
+            percent = min(100.0, max(0.0, 100 * seconds / total))
+        percents.append(round(percent, 1))
+        block = {}
+    return percents
+''',
+    5: '''%%writeblock my_tasks.py exercise-5
+@app.task(bind=True)                           # bind=True: the task gets self, for update_state
+def shrink(self, src, dst, height):
+    def report(done, total):                   # called for every -progress block FFmpeg writes
+        percent = round(100 * done / total, 1) if total else 0.0
+        self.update_state(state="PROGRESS", meta={"percent": percent})
+
+    info = video.transcode(src, dst, height=height, on_progress=report)
+    return {"height": info.height, "duration": info.duration}   # a dict: JSON stores it, a VideoInfo not
+''',
 }
 
 #: Exercise 3 the other way the chapter allows: wait in the task for the next token.
@@ -80,6 +112,9 @@ EMPTY = {
     2: "# 练习 2：函数 busiest(times, width=1.0)，返回任意 [t, t+width) 窗口里最多有几个请求\n"
        "def busiest(times, width=1.0):\n    ...\n",
     3: "%%writeblock my_tasks.py exercise-3\n# 练习 3：任务 polite_get(url)\n",
+    4: "# 练习 4：函数 progress_percents(text, total)，每一块 -progress 输出给一个百分数\n"
+       "def progress_percents(text, total):\n    ...\n",
+    5: "%%writeblock my_tasks.py exercise-5\n# 练习 5：任务 shrink(src, dst, height)\n",
 }
 
 
@@ -207,3 +242,88 @@ def test_exercise_3_a_per_worker_limit_gets_its_hint_and_the_reference_passes_ag
 def test_exercise_3_asks_for_the_starter_and_the_site_first(kernel):
     assert ch10.exercises.problems(3, {}) == [ch10.START_FIRST]
     assert ch10.exercises.problems(3, {k: v for k, v in kernel.items() if k != "site"}) == [ch10.PREPARE_FIRST]
+
+
+# --- Exercise 4: a percentage per -progress block ----------------------------------------------
+
+def test_exercise_4_reference_passes_again_and_again_and_wrong_answers_get_their_hints(kernel):
+    ns = dict(kernel)
+    assert verdict(ns, 4, REFERENCE[4]) == []
+    assert verdict(ns, 4, REFERENCE[4]) == []
+    empty = verdict(ns, 4, EMPTY[4])
+    assert len(empty) == 1 and empty[0].startswith("还没有答案"), empty
+    wrong_answers_get_their_hints(ns, 4)
+    assert verdict(ns, 4, REFERENCE[4]) == []
+
+
+def test_exercise_4_reads_what_the_wheels_ffmpeg_really_writes():
+    """The real text the check compares with: several blocks, out_time_ms equal to out_time_us
+    (microseconds both: what the exercise's prose teaches), the last block progress=end."""
+    text, total = ch10.ffmpeg_progress()
+    blocks = ch10.progress_blocks(text)
+    assert total == ch10.PROGRESS_CLIP_SECONDS and len(blocks) >= 3, text
+    assert all(b["out_time_ms"] == b["out_time_us"] for b in blocks), "out_time_ms is in microseconds too"
+    timed = [int(b["out_time_us"]) for b in blocks if b["out_time_us"] != "N/A"]
+    assert timed == sorted(timed) and 0.9 * total * 1e6 < timed[-1] <= total * 1e6, "microseconds of a 10 s clip"
+    assert [b["progress"] for b in blocks] == ["continue"] * (len(blocks) - 1) + ["end"]
+    percents = ch10.expected_percents(text, total)
+    assert percents == sorted(percents) and percents[-1] == 100.0 and 0 <= percents[0] < 50
+    assert ch10.ffmpeg_progress() == (text, total), "made once per process"
+
+
+def test_exercise_4_names_the_first_wrong_block_and_what_it_should_be():
+    def stops_early(text, total):        # right, except that progress=end is not looked at
+        return ch10.expected_percents(text, total, end=False)
+
+    assert ch10.exercises.problems(4, {"progress_percents": stops_early}) == [
+        "最后一块是 progress=end（out_time_us 比总长少一点）：progress_percents(…, total=4)：第 3 块（out_time_us="
+        "3920000，progress=end）得到 98.0，应该是 100.0：progress=end 的那一块说 FFmpeg 做完了：给 100.0（最后一块的 "
+        "out_time_us 常常比总长少一两帧）"]
+    unrounded = ch10.exercises.problems(4, {"progress_percents": lambda text, total: [
+        p + 0.04 for p in ch10.expected_percents(text, total)]})
+    assert len(unrounded) == 1 and "保留 1 位小数" in unrounded[0], unrounded
+
+
+# --- Exercise 5: a transcode task that reports its progress ------------------------------------
+
+def _left_running() -> list[str]:
+    return [p.name for p in launcher.running() if p.name == f"worker-{ch10.SHRINK_WORKER}"]
+
+
+def test_exercise_5_reference_passes_and_the_stub_asks_for_an_answer(kernel):
+    ns = dict(kernel)
+    assert verdict(ns, 5, REFERENCE[5]) == []
+    out = kernel["exercises_dir"] / "exercise-5"
+    assert video.probe(out / "small.mp4").height == ch10.SHRINK_HEIGHT
+    assert not _left_running(), "the check stops its worker"
+    empty = verdict(ns, 5, EMPTY[5])
+    assert empty == ["还没有答案：在 %%writeblock my_tasks.py exercise-5 的单元格里定义任务 shrink(src, dst, height)"]
+    assert ch10.exercises.problems(5, {}) == [ch10.START_FIRST]
+
+
+def test_exercise_5_a_task_without_update_state_gets_its_hint_and_the_reference_passes_after_it(kernel):
+    """Each exercise-5 answer costs a worker and a real transcode (about 5 s): here one wrong answer;
+    `python -m tests.exercise_matrix` (and the learner-mode test) runs every one of tests/wrong_answers/ch10.py."""
+    ns = dict(kernel)
+    [silent] = [w for w in WRONG[5] if w.why == "no update_state"]
+    found = verdict(ns, 5, silent.cells[0])
+    assert found and any(silent.hint in p for p in found), found
+    assert not _left_running()
+    assert verdict(ns, 5, REFERENCE[5]) == []
+
+
+def test_the_answers_here_are_the_notebooks_own_cells():
+    """What these tests run is what the notebook holds: its stubs and its collapsed reference answers."""
+    import nbformat
+
+    from launcher.paths import REPO_ROOT
+
+    nb = nbformat.read(REPO_ROOT / "notebooks" / "10_crawling_and_media.ipynb", as_version=4)
+
+    def tagged(tag: str) -> list[str]:
+        return [c.source for c in nb.cells if tag in c.metadata.get("tags", [])]
+
+    assert ch10.exercises.numbers == sorted(REFERENCE) == sorted(EMPTY)
+    for n in ch10.exercises.numbers:
+        assert tagged(f"exercise-{n}-reference") == [REFERENCE[n].rstrip("\n")], f"exercise {n}"
+        assert tagged(f"exercise-{n}-answer") == [EMPTY[n].rstrip("\n")], f"exercise {n}"

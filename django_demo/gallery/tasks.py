@@ -1,4 +1,5 @@
-"""The thumbnail task (chapter 10): Pillow, in a worker, on the "media" queue.
+"""The thumbnail task (chapter 10): Pillow, in a worker, on the project's default queue
+(CELERY_TASK_DEFAULT_QUEUE; chapter 10's notebook sets it to "media").
 
 Safe to run twice (a message delivered again): only the run whose id the photo
 names, and only while the photo is pending, takes it on. A file that is not a

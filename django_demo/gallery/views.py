@@ -60,22 +60,29 @@ def upload_photo(request):
         info: images.ImageInfo = upload.info
         photo = Photo(owner=request.user, original_name=Path(upload.name).name[:200], format=info.format,
                       width=info.width, height=info.height, size=upload.size, task_id=uuid())
-        path = store_upload(upload, photo.pk, info.extension)
-        photo.original = path.relative_to(settings.MEDIA_ROOT).as_posix()
         try:
+            path = store_upload(upload, photo.pk, info.extension)
+            photo.original = path.relative_to(settings.MEDIA_ROOT).as_posix()
             with transaction.atomic():
                 photo.save()
                 # Sent once the row is committed: a worker never looks for a row that is not there yet.
                 make_thumbnails.apply_async_on_commit((str(photo.pk),), task_id=photo.task_id)
         except OperationalError:
             # Committed, not sent (the broker is down): nothing is kept, and the page says why.
-            Photo.objects.filter(pk=photo.pk).delete()
-            shutil.rmtree(photo_dir(photo.pk), ignore_errors=True)
+            _forget(photo)
             form.add_error(None, BROKER_DOWN)
             return render(request, "gallery/upload.html", _context(request, form), status=503)
+        except BaseException:
+            _forget(photo)     # a full disk, a database error: no row without its file, no file without its row
+            raise
         return redirect(photo)
     status = 400 if form.is_bound else 200
     return render(request, "gallery/upload.html", _context(request, form), status=status)
+
+
+def _forget(photo: Photo) -> None:
+    Photo.objects.filter(pk=photo.pk).delete()
+    shutil.rmtree(photo_dir(photo.pk), ignore_errors=True)
 
 
 def _context(request, form) -> dict:

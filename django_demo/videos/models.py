@@ -14,6 +14,9 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+#: What the page says when the task's process died before it could record anything.
+LOST = "转码任务意外结束（worker 的进程被停止了），没有留下转码结果。请重新转码。"
+
 
 class Video(models.Model):
     class Status(models.TextChoices):
@@ -68,15 +71,21 @@ class Video(models.Model):
         result = AsyncResult(self.task_id)
         if result.state == "PROGRESS" and isinstance(result.info, dict):
             return result.info
+        if result.state in ("FAILURE", "REVOKED"):
+            # The task ended without writing to the row: its process was killed (SIGKILL, a hard
+            # time limit, out of memory), and Celery recorded the loss. Never "starting" again.
+            return {"phase": "lost", "percent": 0.0}
         return {"phase": "starting", "percent": 0.0}
 
     def as_status(self) -> dict:
         """What the JSON status endpoint answers and the event stream sends."""
         done = self.status == self.Status.DONE
+        progress = self.progress()
+        lost = progress["phase"] == "lost"
         return {
-            "status": self.status,
-            "progress": self.progress(),
-            "message": self.message or None,
+            "status": "failed" if lost else self.status,
+            "progress": progress,
+            "message": LOST if lost else self.message or None,
             "error_id": self.error_id or None,
             "output": self.output_info or None,
             "files": {name: reverse("videos:file", args=[self.pk, name])

@@ -1,4 +1,7 @@
-"""The video tasks (chapter 10): FFmpeg in a worker, on the "media" queue.
+"""The video tasks (chapter 10): FFmpeg in a worker, on the project's default queue
+(CELERY_TASK_DEFAULT_QUEUE; chapter 10's notebook sets it to "media"). In production,
+give them a queue and workers of their own (chapter 08): a transcode holds a pool
+process for seconds or minutes, and short tasks must not wait behind it.
 
 transcode_video: one video, start to finish, reporting progress with
 update_state() as FFmpeg's -progress output arrives; then a poster frame and
@@ -14,6 +17,7 @@ MEDIA_ROOT (one machine here; shared storage in production).
 """
 
 import contextlib
+import resource
 import time
 import uuid
 from pathlib import Path
@@ -116,28 +120,42 @@ def _info(info: video.VideoInfo) -> dict:
 
 # --- The same work in segments: a group of transcodes, joined by a chord's callback ---
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children: the FFmpegs it ran."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 @shared_task
 def transcode_segment(source: str, part: str, start: float, length: float, height: int,
-                      threads: int | None = None) -> str:
-    """Transcode [start, start + length) of ``source`` to ``part``; returns ``part``."""
+                      threads: int | None = None) -> dict:
+    """Transcode [start, start + length) of ``source`` to ``part``. Returns {"part", "cpu"}: the
+    CPU seconds FFmpeg used (how many cores it kept busy, over the wall time, is a measure)."""
+    before = _children_cpu()
     video.transcode(Path(source), Path(part), height=height, start=start, duration=length, threads=threads)
-    return part
+    return {"part": part, "cpu": round(_children_cpu() - before, 3)}
 
 
 @shared_task
-def join_segments(parts: list[str], output: str) -> dict:
-    """The chord's callback: the parts, in order (a chord keeps the header's order), joined."""
-    info = video.concat([Path(p) for p in parts], Path(output))
+def join_segments(segments: list[dict], output: str) -> dict:
+    """The chord's callback: the parts, in order (a chord keeps the header's order), joined.
+    Returns the joined clip's info, with "cpu": every segment's FFmpeg CPU seconds and its own."""
+    before = _children_cpu()
+    parts = [Path(s["part"]) for s in segments]
+    info = video.concat(parts, Path(output))
     for part in parts:
-        Path(part).unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # the parts' folder, once empty
-        Path(parts[0]).parent.rmdir()
-    return _info(info)
+        parts[0].parent.rmdir()
+    cpu = sum(s["cpu"] for s in segments) + _children_cpu() - before
+    return {**_info(info), "cpu": round(cpu, 3)}
 
 
-def segmented(source: Path, output: Path, *, count: int, height: int, threads: int | None = None):
-    """The chord that transcodes ``source`` in ``count`` segments and joins them into ``output``."""
-    duration = video.probe(source).duration
+def segmented(source: Path, output: Path, *, count: int, height: int, threads: int | None = None,
+              duration: float | None = None):
+    """The chord that transcodes ``source`` in ``count`` segments and joins them into ``output``.
+    ``duration``: the source's length if known (else probed here)."""
+    duration = video.probe(source).duration if duration is None else duration
     parts = output.parent / f".{output.stem}-parts"
     parts.mkdir(parents=True, exist_ok=True)
     header = [transcode_segment.s(str(source), str(parts / f"part-{i:03d}.mp4"), start, length, height, threads)

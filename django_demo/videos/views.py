@@ -139,7 +139,7 @@ def progress_events(video_id, *, seconds: float, interval: float):
             count += 1
             yield event("progress", status, count)
             previous, last_sent = status, time.monotonic()
-        if item.status in Video.TERMINAL:
+        if status["status"] in Video.TERMINAL:       # "failed" too when the task's process died
             yield event("done", status)
             return
         if time.monotonic() - started > seconds:

@@ -37,9 +37,18 @@
 9. notifications_architecture.png  drawn by notifications_architecture.py (matplotlib,
                             chapter 01's helpers): chapter 09's senders, Broker, worker
                             with its four tasks, the three receivers and the database.
+10. gallery_thumbnails.png  chapter 10's pages, in item 4's stack after chapter 06's
+    video_progress.png      state: a sample photo stored sideways (EXIF orientation 6)
+    video_done.png          uploaded through the form, its page once the worker made
+                            the three thumbnails; a 60 s test clip transcoded to 360 px
+                            high, its progress page part-way (the pushed pane ahead of
+                            the polled one) and done (the video, poster and GIF preview).
+                            Alone: `make_pictures.py video_done.png` (any of the three)
+                            makes the three, in a stack of their own.
 
 One picture alone: `make_pictures.py NAME.png` for celery_architecture.png,
-flower_broker.png or a picture of items 5-9 (a script that draws two makes both).
+flower_broker.png, a picture of items 5-9 (a script that draws two makes both)
+or of item 10.
 
 Everything runs on an embedded broker on a free port and is stopped at the
 end, whatever happens. Needs Chromium (see launcher/browser.py) and a CJK font
@@ -282,10 +291,21 @@ task.enabled = False
 task.save()
 """
 
-#: The report pages' content: the body's box and a margin, not the empty page around it.
+#: The report pages' content: the body's box and a margin, not the empty page around it;
+#: wider or taller if something sticks out of the body (chapter 10's largest thumbnail).
+#: In page coordinates (the page is not scrolled when it is shot).
 CONTENT_BOX = """() => {
   const box = document.body.getBoundingClientRect();
-  return {x: Math.max(0, box.left - 24), y: 0, width: box.width + 48, height: box.bottom + 24};
+  let right = box.right, bottom = box.bottom;
+  for (const element of document.body.querySelectorAll("*")) {
+    const rect = element.getBoundingClientRect();
+    if (rect.width && rect.height) {
+      right = Math.max(right, rect.right);
+      bottom = Math.max(bottom, rect.bottom);
+    }
+  }
+  const left = Math.max(0, box.left - 24);
+  return {x: left, y: 0, width: right + 24 - left, height: bottom + 24};
 }"""
 
 
@@ -298,10 +318,12 @@ def manage(env: dict, *args: str) -> str:
 
 
 def shoot_content(page, name: str) -> None:
-    """A report page cropped to its content."""
+    """A report page cropped to its content (the whole page when the content is taller or
+    wider than the viewport: a clip is then taken from the full page, not the viewport)."""
     page.evaluate(SANITIZE_JS, machine_strings())
-    page.screenshot(path=str(PICTURES / name), clip=page.evaluate(CONTENT_BOX), animations="disabled",
-                    caret="hide")
+    box = page.evaluate(CONTENT_BOX)
+    beyond = box["x"] + box["width"] > VIEWPORT["width"] or box["y"] + box["height"] > VIEWPORT["height"]
+    page.screenshot(path=str(PICTURES / name), clip=box, full_page=beyond, animations="disabled", caret="hide")
     log(name)
 
 
@@ -369,9 +391,103 @@ def chapter06_state(env: dict, broker) -> None:
         beat.cleanup()  # on exit, beat writes last_run_at and total_run_count to the database
 
 
-def django_pictures() -> None:
+#: Chapter 10's photo: as a phone held upright stores it (sideways, EXIF orientation 6), with a camera's name.
+CH10_PHOTO = "IMG_0001.jpg"
+#: Chapter 10's video: a test clip long enough to be caught part-way, at this height. The page is
+#: pushed the status every 0.25 s; a 40 s clip took about 1 s to transcode on 2 cores (steps of
+#: about 25 %): 60 s keeps the steps well under CH10_PART_WAY's width on a faster machine.
+CH10_CLIP_SECONDS, CH10_HEIGHT = 60, 360
+#: Part-way: the pushed pane's percent in this range while FFmpeg transcodes.
+CH10_PART_WAY = (20, 80)
+
+#: Every thumbnail on the photo's page drawn (the page adds the <img>s when the status is done).
+THUMBNAILS_SHOWN = """(count) => {
+  const images = [...document.querySelectorAll("#thumbnails img")];
+  return document.getElementById("status").textContent === "已完成" && images.length === count
+    && images.every((image) => image.complete && image.naturalWidth > 0);
+}"""
+#: The pushed pane part-way through the transcode, ahead of the polled one (which, asking once a
+#: second, has just caught up now and then).
+PUSHED_PART_WAY = """([low, high]) => {
+  const pane = document.getElementById("pushed");
+  const percent = Number(pane.querySelector(".percent").textContent);
+  const polled = Number(document.querySelector("#polled .percent").textContent);
+  return pane.querySelector(".phase").textContent === "转码" && percent >= low && percent <= high
+    && percent > polled;
+}"""
+#: Both panes stopped, the result shown: its poster and GIF preview drawn; the video player done
+#: loading (HAVE_FUTURE_DATA and NETWORK_IDLE: its first frame drawn), or the video refused (then
+#: the picture would show an empty player, see chapter10_screenshots).
+VIDEO_DONE_SHOWN = """() => {
+  const stopped = ["pushed", "polled"].every((pane) => document.getElementById(pane).dataset.state === "stopped");
+  const drawn = ["poster", "preview"].every((id) => {
+    const image = document.getElementById(id);
+    return image.complete && image.naturalWidth > 0;
+  });
+  const video = document.getElementById("output");
+  return stopped && !document.getElementById("result").hidden && drawn
+    && ((video.readyState >= 3 && video.networkState === 1) || video.error !== null);
+}"""
+
+
+#: The pseudo-element name of a <video> player's loading spinner (Chromium's media controls).
+LOADING_PANEL = "-internal-media-controls-loading-panel"
+
+
+def loading_spinner_shown(cdp) -> bool:
+    """Whether a <video> player on the page shows its loading spinner. It stays for up to
+    about 1.5 s after the video loaded (it ends its turn first), and lives in the browser's
+    own shadow DOM, which page scripts cannot see and DevTools (CDP, pierce) can: hidden,
+    it has the inline style display: none. Not found (another Chromium): False."""
+    nodes = [cdp.send("DOM.getDocument", {"depth": -1, "pierce": True})["root"]]
+    while nodes:
+        node = nodes.pop()
+        pairs = node.get("attributes", [])
+        attributes = dict(zip(pairs[::2], pairs[1::2], strict=True))
+        if attributes.get("pseudo") == LOADING_PANEL:
+            return "display: none" not in attributes.get("style", "")
+        nodes += node.get("children", []) + node.get("shadowRoots", [])
+    return False
+
+
+def chapter10_screenshots(page, tmp: Path) -> None:
+    """Chapter 10: a photo uploaded through the form and its thumbnails; a test clip
+    transcoded, its progress page part-way and done."""
+    from demo_tasks import images
+
+    photo = images.sample_photo(tmp / CH10_PHOTO, orientation=6)
+    page.goto("/gallery/")
+    page.get_by_label("图片").set_input_files(str(photo))
+    page.get_by_role("button", name="上传").click()
+    page.wait_for_url("**/gallery/*/")
+    page.wait_for_function(THUMBNAILS_SHOWN, arg=len(images.SIZES))
+    shoot_content(page, "gallery_thumbnails.png")
+
+    page.goto("/videos/")
+    page.get_by_label("测试片的长度（秒）").fill(str(CH10_CLIP_SECONDS))
+    page.get_by_label("转码后的高度").select_option(str(CH10_HEIGHT))
+    page.get_by_role("button", name="开始转码").click()
+    page.wait_for_url("**/videos/*/")
+    page.wait_for_function(PUSHED_PART_WAY, arg=list(CH10_PART_WAY), timeout=2 * TIMEOUT_MS)
+    shoot_content(page, "video_progress.png")   # at once: the polled pane lags, as the chapter says
+    page.wait_for_function(VIDEO_DONE_SHOWN, timeout=2 * TIMEOUT_MS)
+    if page.evaluate("() => document.getElementById('output').error !== null"):
+        raise RuntimeError("this Chromium cannot play the H.264 video: video_done.png would show an empty "
+                           "player. Use one that can (Debian's chromium package, Google Chrome): see "
+                           "launcher/browser.py")
+    cdp = page.context.new_cdp_session(page)
+    try:
+        until(lambda: not loading_spinner_shown(cdp), "the video player to hide its loading spinner")
+    finally:
+        cdp.detach()
+    shoot_content(page, "video_done.png")
+
+
+def django_pictures(*, chapter10_only: bool = False) -> None:
     """Its own broker (the demo_tasks worker must not take the report tasks),
-    and its own database file and media folder in a temporary directory."""
+    and its own database file and media folder in a temporary directory.
+    ``chapter10_only``: only chapter 10's pictures (their pages show nothing of
+    the earlier chapters' state)."""
     tmp = Path(tempfile.mkdtemp(prefix="celery-course-pictures-"))
     try:
         broker = launcher.start_embedded()
@@ -392,9 +508,12 @@ def django_pictures() -> None:
             context = browser_context(browser, server)
             page = context.new_page()
             log_in(page, server, admin)
-            chapter05_screenshots(page)
-            chapter06_state(env, broker)
-            admin_changelist(page, "/admin/django_celery_beat/periodictask/", 2, "django_admin_periodic.png")
+            if not chapter10_only:
+                chapter05_screenshots(page)
+                chapter06_state(env, broker)
+                admin_changelist(page, "/admin/django_celery_beat/periodictask/", 2,
+                                 "django_admin_periodic.png")
+            chapter10_screenshots(page, tmp)
             context.close()
     finally:
         for proc in reversed(started):
@@ -420,9 +539,22 @@ SCRIPT_PICTURES = [
 ]
 
 
+#: Item 10 of the docstring: made together.
+CH10_PICTURES = ("gallery_thumbnails.png", "video_progress.png", "video_done.png")
+
+
+def chapter10_pictures_only() -> None:
+    try:
+        django_pictures(chapter10_only=True)
+    finally:
+        launcher.stop_all()
+
+
 def one_picture(names: list[str]) -> int:
     """`make_pictures.py NAME.png`: make that picture only (and what the same script draws with it)."""
     alone = {"celery_architecture.png": architecture, "flower_broker.png": broker_picture_only}
+    for name in CH10_PICTURES:
+        alone[name] = chapter10_pictures_only
     for script, pictures in SCRIPT_PICTURES:
         for name in pictures:
             alone[name] = lambda script=script, pictures=pictures: script_picture(script, *pictures)

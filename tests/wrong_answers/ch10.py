@@ -103,3 +103,79 @@ def polite_get(self, url):
 '''], hint="max_retries=None", why="take_or_retry without max_retries=None: gives up after 3 waits"),
     ],
 }
+
+
+def _percents(*, seconds: str = 'int(block["out_time_us"]) / 1_000_000', na: bool = True, end: bool = True,
+              percent: str = "min(100.0, max(0.0, 100 * seconds / total))") -> str:
+    """Exercise 4's answer with one thing changed (the reference's shape: one dict per block)."""
+    branches = [("value == \"end\"", "100.0")] if end else []
+    branches += [("block.get(\"out_time_us\", \"N/A\") == \"N/A\"", "0.0")] if na else []
+    chosen = "".join(f"        {'elif' if i else 'if'} {test}:\n            percent = {value}\n"
+                     for i, (test, value) in enumerate(branches))
+    indent = " " * (12 if branches else 8)
+    return ("def progress_percents(text, total):\n"
+            "    percents, block = [], {}\n"
+            "    for line in text.splitlines():\n"
+            '        key, _, value = line.strip().partition("=")\n'
+            "        block[key] = value\n"
+            '        if key != "progress":\n'
+            "            continue\n"
+            f"{chosen}{'        else:' + chr(10) if branches else ''}"
+            f"{indent}seconds = {seconds}\n"
+            f"{indent}percent = {percent}\n"
+            "        percents.append(round(percent, 1))\n"
+            "        block = {}\n"
+            "    return percents\n")
+
+
+_SHRINK = "%%writeblock my_tasks.py exercise-5\n"
+
+
+def _shrink(*, state: str = "PROGRESS", percent: str = "round(100 * done / total, 1)", height: str = "height",
+            result: str = '{"height": info.height, "duration": info.duration}') -> str:
+    """Exercise 5's answer with one thing changed."""
+    return (f"{_SHRINK}@app.task(bind=True)\n"
+            f"def shrink(self, src, dst, height):\n"
+            f"    def report(done, total):\n"
+            f"        self.update_state(state=\"{state}\", meta={{\"percent\": {percent}}})\n"
+            f"\n"
+            f"    info = video.transcode(src, dst, height={height}, on_progress=report)\n"
+            f"    return {result}\n")
+
+
+WRONG[4] = [
+    Wrong([_percents(seconds='int(block["out_time_ms"]) / 1000     # milliseconds, says the name')],
+          hint="out_time_ms 名字里是毫秒，其实和 out_time_us 一样是微秒",
+          why="out_time_ms / 1000: taken for milliseconds"),
+    Wrong([_percents(percent="100 * seconds / total")], hint="百分数要在 0 到 100 之间", why="no clamp to 0-100"),
+    Wrong([_percents(na=False)], hint="out_time_us 是 N/A，不是数", why="crashes on out_time_us=N/A"),
+    Wrong([_percents(percent="min(1.0, max(0.0, seconds / total))")], hint="要百分数（0–100），不是比例",
+          why="fractions 0-1"),
+    Wrong([_percents(end=False)], hint="progress=end 的那一块说 FFmpeg 做完了", why="progress=end ignored"),
+    Wrong(['''def progress_percents(text, total):
+    percents, done = [], 0.0
+    for line in text.splitlines():            # one percentage per line?
+        key, _, value = line.partition("=")
+        if key == "out_time_us" and value != "N/A":
+            done = min(100.0, max(0.0, 100 * int(value) / 1_000_000 / total))
+        if key == "progress" and value == "end":
+            done = 100.0
+        percents.append(round(done, 1))
+    return percents
+'''], hint="每一块给一个百分数，不是每一行一个", why="one value per line, not per block"),
+]
+
+WRONG[5] = [
+    Wrong([f'''{_SHRINK}@app.task(bind=True)
+def shrink(self, src, dst, height):
+    info = video.transcode(src, dst, height=height)
+    return {{"height": info.height, "duration": info.duration}}
+'''], hint="没有看到 PROGRESS 状态：on_progress 里要调用 self.update_state(", why="no update_state"),
+    Wrong([_shrink(state="STARTED")],
+          hint='update_state 的 state 写 "PROGRESS"', why='state="STARTED" instead of PROGRESS'),
+    Wrong([_shrink(percent="done / total")],
+          hint="这是比例（0–1）", why="percent as a fraction 0-1"),
+    Wrong([_shrink(result="info            # the VideoInfo itself")], hint="返回一个字典",
+          why="returns the VideoInfo (EncodeError)"),
+    Wrong([_shrink(height="360")], hint="不要写死", why="height hard-coded (360)"),
+]
