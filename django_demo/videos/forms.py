@@ -11,9 +11,9 @@ class VideoForm(forms.Form):
         label="视频文件", required=False,
         help_text=f"不选文件，就用 FFmpeg 自带的测试信号生成一段测试片。最多 "
                   f"{settings.VIDEO_MAX_UPLOAD_BYTES // (1024 * 1024)} MB。")
-    sample_seconds = forms.FloatField(label="测试片的长度（秒）", initial=20, min_value=1, max_value=120,
+    sample_seconds = forms.FloatField(label="测试片的长度（秒）", initial=60, min_value=1, max_value=120,
                                       required=False)
-    height = forms.TypedChoiceField(label="转码后的高度", choices=HEIGHTS, coerce=int, initial=240)
+    height = forms.TypedChoiceField(label="转码后的高度", choices=HEIGHTS, coerce=int, initial=360)
 
     def clean_upload(self):
         upload = self.cleaned_data.get("upload")
