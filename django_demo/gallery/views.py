@@ -34,13 +34,13 @@ def photo_dir(photo_id) -> Path:
     return Path(settings.MEDIA_ROOT) / "gallery" / str(photo_id)
 
 
-def store_upload(upload, photo_id, extension: str) -> Path:
-    """Write the upload to MEDIA_ROOT/gallery/<id>/original<ext>, whole or not at all
-    (a temporary file in the same folder, renamed when complete)."""
-    folder = photo_dir(photo_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"original{extension}"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".original-", suffix=".part")
+def save_upload(upload, path: Path) -> Path:
+    """Write ``upload`` (a Django UploadedFile) to ``path``, whole or not at all: into a
+    temporary file in the same folder, renamed over ``path`` when complete (a rename within
+    a folder is atomic), so a half-written upload never carries the final name. The videos
+    app stores its uploads with it too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
             for chunk in upload.chunks():
@@ -61,7 +61,8 @@ def upload_photo(request):
         photo = Photo(owner=request.user, original_name=Path(upload.name).name[:200], format=info.format,
                       width=info.width, height=info.height, size=upload.size, task_id=uuid())
         try:
-            path = store_upload(upload, photo.pk, info.extension)
+            # A name the server chooses, with the extension the content says.
+            path = save_upload(upload, photo_dir(photo.pk) / f"original{info.extension}")
             photo.original = path.relative_to(settings.MEDIA_ROOT).as_posix()
             with transaction.atomic():
                 photo.save()

@@ -5,9 +5,7 @@ Owner-only, as the reports: another user's video answers 404.
 """
 
 import json
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +17,8 @@ from django.http import FileResponse, Http404, JsonResponse, StreamingHttpRespon
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET
 from kombu.exceptions import OperationalError
+
+from gallery.views import save_upload  # the project's one way to store an upload
 
 from .forms import VideoForm
 from .models import Video
@@ -33,23 +33,6 @@ def video_dir(video_id) -> Path:
     return Path(settings.MEDIA_ROOT) / "videos" / str(video_id)
 
 
-def store_upload(upload, video_id) -> Path:
-    """The upload, whole or not at all, as MEDIA_ROOT/videos/<id>/source.bin: its name and
-    type are the sender's claims, so the task lets FFmpeg judge the content."""
-    folder = video_dir(video_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".source-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in upload.chunks():
-                f.write(chunk)
-        os.replace(tmp, folder / "source.bin")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return folder / "source.bin"
-
-
 @login_required
 def create_video(request):
     form = VideoForm(request.POST or None, request.FILES or None)
@@ -59,7 +42,8 @@ def create_video(request):
         try:
             if upload is not None:
                 item.source_name = Path(upload.name).name[:200]
-                path = store_upload(upload, item.pk)
+                # Its name and type are the sender's claims: the task lets FFmpeg judge the content.
+                path = save_upload(upload, video_dir(item.pk) / "source.bin")
                 item.files = {"source": path.relative_to(settings.MEDIA_ROOT).as_posix()}
             else:
                 item.sample_seconds = form.cleaned_data["sample_seconds"]
