@@ -17,7 +17,6 @@ MEDIA_ROOT (one machine here; shared storage in production).
 """
 
 import contextlib
-import resource
 import time
 import uuid
 from pathlib import Path
@@ -122,6 +121,8 @@ def _info(info: video.VideoInfo) -> dict:
 
 def _children_cpu() -> float:
     """CPU seconds (user + system) of this process's finished children: the FFmpegs it ran."""
+    import resource  # Unix only: imported here, so that the module (and the project) imports on Windows
+
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
