@@ -47,7 +47,7 @@ CONFTEST = (FILES / "conftest.py").read_text(encoding="utf-8")
 PYTEST_INI = "[pytest]\n"
 
 #: Seconds one test may take before pytest-timeout stops it (a .get() with no worker).
-TEST_TIMEOUT = {1: 10, 2: 30, 3: 10}
+TEST_TIMEOUT = {1: 5, 2: 30, 3: 5}
 #: Seconds a whole run may take (a guard: pytest-timeout ends a stuck test first).
 RUN_TIMEOUT = 120
 
@@ -105,7 +105,8 @@ class Run:
 
     @property
     def timed_out(self) -> bool:
-        return any("Timeout" in line for line in self.failed or [])
+        # pytest-timeout stopped a test: "Failed: Timeout (>5.0s) from pytest-timeout."
+        return any("from pytest-timeout" in line for line in self.failed or [])
 
 
 def _closed_port_url() -> str:

@@ -22,7 +22,7 @@ WRONG = {
         Wrong([_block(1, "from exercise_tasks import split_batches\n\n\n"
                          "def test_batches():\n"
                          "    assert split_batches.delay([1, 2, 3], 2).get(timeout=5) == [[1, 2], [3]]\n")],
-              hint="这一题不需要 broker", why="sends the task (no broker, no worker) instead of calling it"),
+              hint="这一题直接调用任务函数", why="sends the task (no broker, no worker) instead of calling it"),
         Wrong([_block(1, "from exercise_tasks import split_batches\n\n\n"
                          "def batches_are_kept():\n"
                          "    assert split_batches([1, 2, 3], 2) == [[1, 2], [3]]\n")],
