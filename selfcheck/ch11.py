@@ -186,17 +186,30 @@ def _collection_problem(run: Run, number: int) -> str | None:
 #: Pieces of a failure message, and what they usually mean in each exercise.
 _CAUSES = {
     1: [(("OperationalError", "Connection refused", "Error 111"),
-         "这一题不需要 broker：直接调用 split_batches(...)，不用 delay()")],
+         "这一题不需要 Broker：直接调用 split_batches(...)，不用 delay()")],
     2: [(("TimeoutError", "timed out"),
          "没有 worker 执行任务：把 celery_worker 写进测试函数的参数"),
         (("ConnectionError", "Connection refused", "MaxRetryError"),
-         "任务连到了真正的地址：用 @responses.activate 和 responses.get(RATE_URL, ...) 替换汇率服务")],
-    3: [(("assert",),
-         "检查的时刻要由你定：在 time_machine.travel(某个时刻, tick=False) 里调用 is_due()")],
+         "任务连到了真正的地址：用 @responses.activate 和 responses.get(RATE_URL, ...) 替换汇率服务"),
+        (("ServerError",),
+         "直接调用任务不会重试（它把异常直接抛给你）：用 fetch_rate.delay(...).get(timeout=10)，"
+         "参数里写 celery_worker")],
 }
 
 
-def _why(failure: str, number: int) -> list[str]:
+#: Exercise 3 with naive datetimes: each side reads them in a zone of its own.
+_NAIVE = ("时刻要带时区（tzinfo=ZoneInfo(\"Asia/Shanghai\")）：time-machine 把不带时区的时刻当作 UTC，"
+          "时间表却按它自己的时区读上次运行的时刻")
+
+
+def _why(failure: str, number: int, source: str) -> list[str]:
+    """What a failure on the correct task usually means (at most one hint)."""
+    if number == 3:
+        if "time_machine" not in source:
+            return ["检查的时刻要由你定：在 time_machine.travel(某个时刻, tick=False) 里调用 is_due()"]
+        if "tzinfo" not in source and "ZoneInfo" not in source:
+            return [_NAIVE]
+        return []
     return [hint for pieces, hint in _CAUSES[number] if any(piece in failure for piece in pieces)][:1]
 
 
@@ -209,7 +222,7 @@ def check(ns: dict, number: int) -> list[str]:
         return [f"还没有答案：在练习 {number} 的单元格里写测试函数（它会写进 exercises/{test_file}）"]
     redis_url = _broker_url(ns, number)
     if redis_url is None:
-        return ["找不到本章的 broker：先运行“准备”单元格"]
+        return ["找不到本章的 Broker：先运行“准备”单元格"]
     source = files.path(test_file).read_text(encoding="utf-8")
     variants = VARIANTS[number]
     sources = [TASKS] + [v.source() for v in variants]
@@ -225,12 +238,15 @@ def check(ns: dict, number: int) -> list[str]:
             return [f"测试等了 {waited} 秒没有结果：用 celery_worker 这个 fixture（写进测试函数的参数），"
                     ".get() 要给 timeout"]
         return [f"测试等了 {waited} 秒还没结束：这一题直接调用任务函数，不用 delay()/get()"
-                "（这里没有 worker，也没有 broker）"]
+                "（这里没有 worker，也没有 Broker）"]
     if correct.failed:
-        return [f"你的测试在正确的任务上也失败了：{correct.failed[0]}", *_why(correct.failed[0], number)]
+        return [f"你的测试在正确的任务上也失败了：{correct.failed[0]}", *_why(correct.failed[0], number, source)]
     if correct.passed == 0:
         return [f"test_ex{number}.py 里没有找到测试：测试函数的名字要以 test_ 开头"]
-    return [variant.hint for variant, run in zip(variants, broken, strict=True) if run.exit_code == 0]
+    missed = [variant.hint for variant, run in zip(variants, broken, strict=True) if run.exit_code == 0]
+    if missed and number == 3 and "tzinfo" not in source and "ZoneInfo" not in source:
+        missed.append(_NAIVE)
+    return missed
 
 
 @exercises.register(1)

@@ -142,11 +142,11 @@ def test_everything_imported_is_pinned():
 def test_the_course_runs_without_the_test_requirements():
     """make lab and the Docker image install requirements.txt only: nothing they run may need more."""
     course_only = {name for name, where in pins().items() if where == "requirements.txt"}
-    for tool in ("nbval", "playwright", "matplotlib", "ruff", "pytest-xdist"):
+    for tool in ("nbval", "playwright", "matplotlib", "ruff"):
         assert tool not in course_only, f"{tool} belongs in requirements-test.txt"
     # pytest too: chapter 11 runs the example tests (examples/testing/) in make lab.
     for needed in ("celery", "jupyterlab", "psutil", "redis", "django", "pillow", "imageio-ffmpeg", "pytest",
-                   "pytest-django", "responses", "time-machine"):
+                   "pytest-django", "pytest-xdist", "responses", "time-machine"):
         assert needed in course_only, f"{needed} must be in requirements.txt"
 
 

@@ -1,16 +1,18 @@
 """Fixtures for testing a Django project's Celery tasks (chapter 11).
 
-To use them in your own project, copy this file and pytest.ini into your test
-folder and change three things: ``pythonpath`` and ``DJANGO_SETTINGS_MODULE`` in
-pytest.ini, the import of ``project_app()`` below, and PROJECT ("-A django_demo")
-for the worker process.
+To use them in your own project, copy this file and pytest.ini beside your
+manage.py and change: ``DJANGO_SETTINGS_MODULE`` and ``pythonpath`` in pytest.ini,
+and the block "Change these for your project" below (PROJECT, PROJECT_DIR, the import
+in project_app(), WORKER_INCLUDES, WORKER_ENV). Your settings.py needs no change: the
+worker process gets the test database, media folder and queue through a settings
+module of its own (see worker_process).
 
 What the tests get:
 
 - ``celery_app``       YOUR project's Celery app (not a test app), with this run's
                        own queues; what a test changes is put back after it.
 - ``celery_worker``    (Celery's own plugin) a real worker in a thread of this process.
-- ``worker_process``   a real ``celery -A django_demo worker`` process that uses the
+- ``worker_process``   a real ``celery -A PROJECT worker`` process that uses the
                        test database file; ``real_worker``: the same, for one test.
 - ``eager_mode``       task_always_eager on for one test, and off again after it.
 - ``broker_url``       the broker REDIS_URL names, checked first: if it does not answer
@@ -44,10 +46,29 @@ from kombu import Exchange, Queue
 pytest_plugins = ("celery.contrib.pytest",)
 
 HERE = Path(__file__).resolve().parent
-#: The Django project: the folder of manage.py (also in pytest.ini's pythonpath).
-PROJECT_DIR = (HERE / ".." / ".." / "django_demo").resolve()
+
+# ======== Change these for your project (README.md, «用到你自己的项目里») ========
 #: What `celery -A ...` is given: the package that holds the project's Celery app.
 PROJECT = "django_demo"
+#: The Django project: the folder of manage.py (also in pytest.ini's pythonpath).
+#: Yours, with this file beside manage.py: HERE.
+PROJECT_DIR = (HERE / ".." / ".." / "django_demo").resolve()
+
+
+def project_app():
+    """The project's Celery app: the one `celery -A PROJECT worker` runs."""
+    from django_demo.celery import app
+
+    return app
+
+
+#: Modules of tasks outside the project that the worker process must import too
+#: (`celery worker --include`): here anti_patterns.py of this folder. Yours: ().
+WORKER_INCLUDES = ("anti_patterns",)
+#: The project's own environment variables for the worker process (on top of this
+#: process's environment): here, the report task sleeps this long per row. Yours: {}.
+WORKER_ENV = {"REPORT_STEP_SECONDS": "0.05"}
+# ======== (nothing below needs a change) ==========================================
 
 #: This run's name. Each queue below carries it, so that no other worker on the same
 #: broker (the one in your `make lab` terminal, a chapter's, another test run's) ever
@@ -68,13 +89,6 @@ NOWHERE_QUEUE = f"{RUN}-nowhere"
 WORKER_NODE = f"{RUN}@localhost"
 
 KINDS = ("unit", "worker", "integration", "eager")
-
-
-def project_app():
-    """The project's Celery app: the one `celery -A django_demo worker` runs."""
-    from django_demo.celery import app
-
-    return app
 
 
 # --- every test says what it needs -----------------------------------------------------
@@ -110,7 +124,7 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
     """The test database in a FILE, not in memory (SQLite's test default).
 
     A worker process cannot see a database that lives in this process's memory; a file
-    it can open too (worker_process gives it DATABASE_URL=sqlite:///that-file). The
+    it can open too (worker_process gives it that file's name in its settings). The
     worker thread (celery_worker) uses connections of its own as well. The file is in
     pytest's temporary folder, one per run (and per pytest-xdist process)."""
     from django.conf import settings
@@ -267,9 +281,10 @@ def celery_config(broker_url):
 @pytest.fixture(scope="session")
 def celery_session_app():
     """The plugin's session-wide app and worker (celery_session_app, celery_session_worker)
-    are not used here. The plugin's own celery_session_app builds a separate TestApp, which
-    has none of your tasks' settings, routes or result backend: a test against it tests
-    nothing of yours. And a worker thread that lives for the whole session runs tasks
+    are not used here. The plugin's own celery_session_app builds a separate TestApp: your
+    @shared_task tasks are there too, but none of your project's configuration (broker,
+    result backend, routes, serializers ...): a test against it tests your functions on
+    someone else's Celery. And a worker thread that lives for the whole session runs tasks
     between tests and across them, writing to the database while pytest-django allows
     no access (outside a test) or rolls back what it wrote (``db``). Use celery_worker (one
     per test, about a second to start) or worker_process (one process for the session)."""
@@ -281,6 +296,13 @@ def celery_session_app():
 def celery_app(request, celery_config, transactional_db):
     """The plugin's celery_app (used by celery_worker) made YOUR app, with this run's
     settings and the test's @pytest.mark.celery(...) ones, all put back after the test.
+
+    Why not the plugin's own: it is a TestApp (celery.contrib.testing.app). Your
+    @shared_task tasks are registered on it too (a shared task registers on every app,
+    and the TestApp is the current app during the test) -- what it lacks is your
+    project's CONFIGURATION: its broker is memory://, its result backend cache+memory://,
+    and none of your routes, queues, serializers, time zone or other CELERY_* settings
+    apply. (Tasks made with @app.task on your own app are not on it at all.)
 
     transactional_db: another thread or process (a worker) sees only committed rows.
     pytest-django's default ``db`` runs each test in a transaction that is never
@@ -392,44 +414,88 @@ class WorkerProcess:
             self.proc.wait(10)
 
 
+#: The settings module worker_process writes for its worker (in the worker's own tmp folder).
+WORKER_SETTINGS = "worker_test_settings"
+
+
+def worker_settings(settings_module: str, database: str, media: Path) -> str:
+    """The source of WORKER_SETTINGS: the project's settings, and then what this run needs.
+
+    Why a module of its own, and not environment variables: your settings read what they
+    read. A fresh project's settings.py does not read DATABASE_URL (nor MEDIA_ROOT, nor
+    CELERY_TASK_DEFAULT_QUEUE): given only those, its worker would open YOUR DEVELOPMENT
+    DATABASE (db.sqlite3), write report files into your media folder and take the
+    messages of the "celery" queue. Settings that are set here win, whatever yours read.
+    (The CELERY_ names work as the Celery app reads Django's settings in Celery's own
+    Django example: app.config_from_object("django.conf:settings", namespace="CELERY").)
+    """
+    queue = repr(PROCESS_QUEUE)
+    return f"""# Written by conftest.py (worker_process) for the worker process of test run {RUN}.
+from {settings_module} import *  # noqa: F401,F403
+
+from kombu import Exchange, Queue
+
+# The test database file pytest-django made and migrated, not the project's own database.
+DATABASES = {{**DATABASES, "default": {{**DATABASES["default"], "NAME": {database!r}}}}}  # noqa: F405
+# Report files go to the test's media folder.
+MEDIA_ROOT = {str(media)!r}
+# One queue, this run's: the worker consumes it (-Q), and every task sent from inside
+# the worker (a retry, a chord's callback, a task that sends another) goes to it too,
+# whatever the project's routes say -- as real_worker sends the test's own messages.
+CELERY_TASK_DEFAULT_QUEUE = {queue}
+CELERY_TASK_QUEUES = [Queue({queue}, Exchange({queue}, type="direct"), routing_key={queue})]
+CELERY_TASK_ROUTES = {{}}
+"""
+
+
 @pytest.fixture(scope="session")
 def worker_process(broker_url, django_db_setup, media_root, tmp_path_factory) -> Iterator[WorkerProcess]:
-    """A real `celery -A django_demo worker`, as you start one in a terminal, for the
+    """A real `celery -A PROJECT worker`, as you start one in a terminal, for the
     whole session: started by the first test that needs it, stopped warm at the end
     (on errors and Ctrl+C too: fixture teardown).
 
     What it gets, and why:
-    - DATABASE_URL: the test database file (django_db_setup made and migrated it);
-    - MEDIA_ROOT: the test's media folder, where it writes report files;
-    - CELERY_TASK_DEFAULT_QUEUE and -Q: this run's own queue (see RUN);
-    - --pool=prefork: time limits are enforced by the prefork pool only (solo and
-      threads ignore them). On Windows, where prefork does not work, leave out the
-      integration and eager tests: python -m pytest -m "unit or worker";
+    - DJANGO_SETTINGS_MODULE=worker_test_settings, a module written into the worker's
+      tmp folder (on its PYTHONPATH): the settings pytest-django uses (pytest.ini's
+      DJANGO_SETTINGS_MODULE), with the test database file (django_db_setup made and
+      migrated it), the test's media folder and this run's queue (see RUN) put in
+      (worker_settings says why not through environment variables);
+    - -Q: this run's queue only;
+    - --pool=prefork: the prefork pool enforces time limits, soft and hard; gevent the
+      hard one only (celery/concurrency/gevent.py); solo, threads and eventlet ignore
+      them. On Windows, where prefork does not work, leave out the integration and
+      eager tests: python -m pytest -m "unit or worker";
     - --without-mingle --without-gossip: it does not wait to greet other workers;
-    - --include anti_patterns: the one module of tasks that is not the project's.
-    Everything else (DJANGO_SETTINGS_MODULE, which pytest-django set from pytest.ini, REDIS_URL,
-    DEBUG, SECRET_KEY, ...) is this process's environment."""
+    - --include WORKER_INCLUDES: modules of tasks that are not the project's.
+    Everything else (REDIS_URL, DEBUG, SECRET_KEY, ...) is this process's environment,
+    plus WORKER_ENV."""
     from django.db import connection
 
     database = connection.settings_dict
     if database["ENGINE"] != "django.db.backends.sqlite3":
-        pytest.fail("worker_process knows SQLite only: give the worker DATABASE_URL of your test database "
-                    f"({database['ENGINE']}, {database['NAME']}) here.", pytrace=False)
+        pytest.fail("worker_process knows SQLite only: give the worker your test database "
+                    f"({database['ENGINE']}, {database['NAME']}) in worker_settings() here.", pytrace=False)
+    # (Not settings.SETTINGS_MODULE: under override_settings -- media_root -- that is None.)
+    settings_module = os.environ.get("DJANGO_SETTINGS_MODULE")
+    if not settings_module:
+        pytest.fail("worker_process needs a settings module (pytest.ini's DJANGO_SETTINGS_MODULE), "
+                    "not settings.configure(): the worker process imports it.", pytrace=False)
     folder = tmp_path_factory.mktemp("worker")
+    (folder / f"{WORKER_SETTINGS}.py").write_text(
+        worker_settings(settings_module, str(database["NAME"]), media_root), encoding="utf-8")
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{database['NAME']}",
-        "MEDIA_ROOT": str(media_root),
-        "CELERY_TASK_DEFAULT_QUEUE": PROCESS_QUEUE,
-        # The report task sleeps this long per row ("the expensive work"): short here.
-        "REPORT_STEP_SECONDS": "0.05",
-        "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR), str(HERE), os.environ.get("PYTHONPATH", "")]),
+        **WORKER_ENV,
+        "DJANGO_SETTINGS_MODULE": WORKER_SETTINGS,
+        "PYTHONPATH": os.pathsep.join([str(folder), str(PROJECT_DIR), str(HERE), os.environ.get("PYTHONPATH", "")]),
         "PYTHONUNBUFFERED": "1",
     }
     # `python -m celery` is the `celery` command of this same Python environment.
     argv = [sys.executable, "-m", "celery", "-A", PROJECT, "worker", "--loglevel=INFO",
             "--pool=prefork", "--concurrency=2", "--queues", PROCESS_QUEUE, "--hostname", WORKER_NODE,
-            "--without-mingle", "--without-gossip", "--include", "anti_patterns"]
+            "--without-mingle", "--without-gossip"]
+    for module in WORKER_INCLUDES:
+        argv += ["--include", module]
     worker = WorkerProcess(argv, env, PROJECT_DIR, folder / "worker.log")
     worker.start()
     try:

@@ -9,7 +9,8 @@ Calling a task object runs its function here and now, like any function:
   the id and retry count it needs: ``task.push_request(id=..., retries=...)``.
 
 Neither sends a message, stores a result or retries: ``self.retry()`` in a task
-called like this raises ``celery.exceptions.Retry`` for the test to see. What lies
+called like this raises ``celery.exceptions.Retry`` for the test to see (without
+``exc=``; ``retry(exc=...)``, as autoretry_for calls it, raises that exception). What lies
 outside the project is replaced where it is outside: HTTP with ``responses`` (no
 server), e-mail with Django's in-memory backend (pytest-django's ``mailoutbox``).
 The database is real (pytest-django's test database, ``db``).
@@ -96,7 +97,9 @@ def test_run_with_a_pushed_request_builds_the_report(user, media_root):
 def test_a_503_is_temporary_the_task_asks_for_a_retry(hook, user):
     sent = notification(user)
     hook.post(HOOK_URL, status=503, body="upstream busy")
-    # A plain call cannot retry: Task.retry() raises Retry for the caller to see.
+    # A plain call cannot retry: Task.retry() without exc= raises Retry for the caller to see.
+    # (With retry(exc=...), as autoretry_for calls it, a plain call raises that exception
+    # itself instead: celery/app/task.py, Task.retry, `if request.called_directly`.)
     with pytest.raises(Retry):
         post_webhook(str(sent.pk))
     # The exact request: the JSON the receiver reads, and the Idempotency-Key by which it

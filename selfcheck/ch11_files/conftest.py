@@ -10,7 +10,8 @@ pytest_plugins = ("celery.contrib.pytest",)
 
 @pytest.fixture(scope="session")
 def celery_app():
-    """The app under test: exercise_tasks' own (the plugin's default is an empty test app)."""
+    """The app under test: exercise_tasks' own. (The plugin's default is a test app of its own:
+    neither the tasks of exercise_tasks' app nor its settings are on it.)"""
     from exercise_tasks import app
 
     return app

@@ -47,6 +47,14 @@ WRONG = {
                          "def test_rate(celery_worker):\n"
                          "    assert fetch_rate.delay(\"USD\").get(timeout=10) == 7.1\n")],
               hint="用 @responses.activate", why="the real address is called: nothing answers there"),
+        Wrong([_block(2, "import responses\n\nfrom exercise_tasks import RATE_URL, fetch_rate\n\n\n"
+                         "@responses.activate\n"
+                         "def test_rate():\n"
+                         "    responses.get(RATE_URL, status=503)\n"
+                         "    responses.get(RATE_URL, status=503)\n"
+                         "    responses.get(RATE_URL, json={\"rate\": 7.1})\n"
+                         "    assert fetch_rate(\"USD\") == 7.1\n")],
+              hint="直接调用任务不会重试", why="a plain call: autoretry re-raises the 503's ServerError"),
     ],
     3: [
         Wrong([_block(3, "from datetime import datetime\nfrom zoneinfo import ZoneInfo\n\nimport time_machine\n\n"
@@ -64,5 +72,12 @@ WRONG = {
                          "def test_not_on_saturday():\n"
                          "    assert not schedule.is_due(datetime(2025, 1, 3, 7, 30, tzinfo=BEIJING)).is_due\n")],
               hint="time_machine.travel", why="asks the real clock, which is long past that Friday"),
+        Wrong([_block(3, "from datetime import datetime\n\nimport time_machine\n\n"
+                         "from exercise_tasks import app\n\n"
+                         "schedule = app.conf.beat_schedule[\"weekday-report\"][\"schedule\"]\n\n\n"
+                         "def test_not_on_saturday():\n"
+                         "    with time_machine.travel(datetime(2025, 1, 4, 7, 30, 1), tick=False):\n"
+                         "        assert not schedule.is_due(datetime(2025, 1, 3, 7, 30)).is_due\n")],
+              hint="时刻要带时区", why="naive datetimes: time-machine reads them as UTC, 15:30 in Beijing"),
     ],
 }
