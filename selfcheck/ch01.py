@@ -39,6 +39,20 @@ USERS, WORKERS, SECONDS = 10, 4, 0.3
 SLOW_ADD = "demo_tasks.tasks.slow_add"
 
 
+def _measured_with(ns: dict, name: str, call: str) -> bool:
+    """Did the learner's latest cell that sets ``name`` set it from ``call``? Read from the
+    kernel's input history (``In``); False where there is none (the checks run without a kernel)."""
+    history = ns.get("In")
+    if not isinstance(history, list):
+        return False
+    for source in reversed(history):
+        for line in source.splitlines():
+            target, equals, value = line.partition("=")
+            if equals and target.strip() == name:
+                return call in value.replace(" ", "")
+    return False
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -305,7 +319,11 @@ def _ten_users_four_workers(ns: dict) -> Problems:
                         "好几倍：是不是把所有用户的等待加了起来？用 max(serve(blocking_view))，最慢的那一个")
     # Catches a queued figure measured on the blocking view (the same ~0.9 s); the margin leaves
     # room for a loaded laptop, where one delay() can stall for a few tenths of a second.
-    if measured_queued < 0 or measured_queued * 1.5 > measured_blocking:
+    # A queued figure that came out slow, from a cell that measured the queued view, is what a loaded
+    # machine gives now and then (a send stalled for a second): the method is right, the figure is load.
+    if measured_queued * 1.5 > measured_blocking and _measured_with(ns, "measured_queued", "serve(queued_view)"):
+        pass
+    elif measured_queued < 0 or measured_queued * 1.5 > measured_blocking:
         problems.append(f"`measured_queued` 是 {measured_queued:.3f}，应该远小于阻塞版的 `measured_blocking`"
                         f"（这里重新测得排队版用时 {slowest_queued:.3f} 秒）：用 max(serve(queued_view)) 测量")
     return problems
