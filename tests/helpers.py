@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 
 import launcher
@@ -249,3 +250,45 @@ def serving(server, poll_interval: float = 0.05):
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+class WorkerWatch:
+    """Every `celery ... worker` process below ``pid`` while it runs (polled), so that
+    after it has ended we can tell whether one of them is still there."""
+
+    def __init__(self, pid: int):
+        self.root = psutil.Process(pid)
+        self.seen: dict[int, tuple[float, list[str]]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="worker watch", daemon=True)
+        self._thread.start()
+
+    def _poll(self):
+        while not self._stop.is_set():
+            try:
+                for child in self.root.children(recursive=True):
+                    try:
+                        cmdline = child.cmdline()
+                        if "celery" in cmdline and "worker" in cmdline:
+                            self.seen.setdefault(child.pid, (child.create_time(), cmdline))
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                return          # the pytest process is gone
+            self._stop.wait(0.1)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(5)
+
+    def left_over(self) -> list[psutil.Process]:
+        """Those still alive (the same process: same pid and start time), zombies aside."""
+        alive = []
+        for pid, (created, _) in self.seen.items():
+            try:
+                proc = psutil.Process(pid)
+                if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+            except psutil.NoSuchProcess:
+                pass
+        return alive

@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -27,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psutil
 import pytest
 
-from tests.helpers import REPO_ROOT, UNREACHABLE_BROKER
+from tests.helpers import REPO_ROOT, UNREACHABLE_BROKER, WorkerWatch
 from tests.notebook_env import is_developer_setting
 
 EXAMPLES = REPO_ROOT / "examples" / "testing"
@@ -76,48 +75,6 @@ def learner_env(redis_url: str) -> dict[str, str]:
 
 def database(url: str, number: int) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{number}"))
-
-
-class WorkerWatch:
-    """Every `celery ... worker` process below ``pid`` while it runs (polled), so that
-    after it has ended we can tell whether one of them is still there."""
-
-    def __init__(self, pid: int):
-        self.root = psutil.Process(pid)
-        self.seen: dict[int, tuple[float, list[str]]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="worker watch", daemon=True)
-        self._thread.start()
-
-    def _poll(self):
-        while not self._stop.is_set():
-            try:
-                for child in self.root.children(recursive=True):
-                    try:
-                        cmdline = child.cmdline()
-                        if "celery" in cmdline and "worker" in cmdline:
-                            self.seen.setdefault(child.pid, (child.create_time(), cmdline))
-                    except psutil.Error:
-                        pass
-            except psutil.Error:
-                return          # the pytest process is gone
-            self._stop.wait(0.1)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(5)
-
-    def left_over(self) -> list[psutil.Process]:
-        """Those still alive (the same process: same pid and start time), zombies aside."""
-        alive = []
-        for pid, (created, _) in self.seen.items():
-            try:
-                proc = psutil.Process(pid)
-                if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(proc)
-            except psutil.NoSuchProcess:
-                pass
-        return alive
 
 
 class ExampleRun:

@@ -22,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ import psutil
 import pytest
 
 from launcher.shown import without_settings
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, WorkerWatch
 from tests.notebook_env import is_developer_setting
 
 EXAMPLES = REPO_ROOT / "examples" / "testing"
@@ -238,48 +237,6 @@ def copy_as_the_readme_says(root: Path) -> None:
     for old, _ in CONFTEST_CHANGES:
         assert old in block, f"conftest.py: {old!r} is not in the block the README says to change"
     (root / "conftest.py").write_text(substituted(conftest, CONFTEST_CHANGES, "conftest.py"), encoding="utf-8")
-
-
-class WorkerWatch:
-    """Every `celery ... worker` process below ``pid`` while it runs (polled every 0.1 s)."""
-
-    def __init__(self, pid: int):
-        self.root = psutil.Process(pid)
-        self.seen: dict[int, tuple[float, list[str]]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="worker watch", daemon=True)
-        self._thread.start()
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            try:
-                children = self.root.children(recursive=True)
-            except psutil.Error:
-                return
-            for child in children:
-                try:
-                    cmdline = child.cmdline()
-                    if "celery" in cmdline and "worker" in cmdline:
-                        self.seen.setdefault(child.pid, (child.create_time(), cmdline))
-                except psutil.Error:
-                    pass
-            self._stop.wait(0.1)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def left_over(self) -> list[psutil.Process]:
-        """Those still alive (the same process: pid and start time), zombies aside."""
-        alive = []
-        for pid, (created, _) in self.seen.items():
-            try:
-                proc = psutil.Process(pid)
-                if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(proc)
-            except psutil.NoSuchProcess:
-                pass
-        return alive
 
 
 @pytest.fixture(scope="module")
