@@ -39,11 +39,20 @@ OUTCOMES = {"passed": "✅ 通过", "failed": "❌ 失败", "error": "❌ 出错
 class Case:
     """One test as the JUnit report gives it."""
 
-    file: str           # "test_unit.py"
+    file: str           # "test_unit.py" ("shop/test_tasks.py" in a package)
     name: str           # "test_add_as_a_plain_call"
     outcome: str        # a key of OUTCOMES
     seconds: float
-    message: str = ""   # the failure's first line, or an xfail's reason
+    message: str = ""   # the failure's message, or an xfail's reason
+
+    @property
+    def nodeid(self) -> str:
+        """As pytest names the test: "test_unit.py::test_add_as_a_plain_call"."""
+        return f"{self.file}::{self.name}"
+
+    @property
+    def first_line(self) -> str:
+        return self.message.splitlines()[0] if self.message else ""
 
 
 @dataclass
@@ -76,7 +85,7 @@ class Report:
         (an xfail's reason, a failure's first line)."""
         headers = ["文件", "测试", "结果", "用时"] + (["说明"] if reasons else [])
         rows = [[case.file, case.name, OUTCOMES.get(case.outcome, case.outcome),
-                 Measured(f"{case.seconds:.2f} 秒")] + ([case.message] if reasons else []) for case in self.cases]
+                 Measured(f"{case.seconds:.2f} 秒")] + ([case.first_line] if reasons else []) for case in self.cases]
         return Table(headers, rows)
 
     def case(self, name: str) -> Case:
@@ -90,16 +99,15 @@ class Report:
 def _outcome(case: ET.Element) -> tuple[str, str]:
     for child in case:
         message = (child.get("message") or child.text or "").strip()
-        first = message.splitlines()[0] if message else ""
         if child.tag == "skipped":
             if child.get("type") == "pytest.xfail":
-                return "xfailed", first.removeprefix("reason: ")
-            return "skipped", first
+                return "xfailed", message.removeprefix("reason: ")
+            return "skipped", message
         if child.tag == "failure":
             # A strict xfail that passed is reported as a failure whose message says so.
-            return ("xpassed" if "[XPASS(strict)]" in message else "failed"), first
+            return ("xpassed" if "[XPASS(strict)]" in message else "failed"), message
         if child.tag == "error":
-            return "error", first
+            return "error", message
     return "passed", ""
 
 
@@ -108,7 +116,7 @@ def read_junit(path: Path) -> list[Case]:
     cases = []
     for case in ET.parse(path).getroot().iter("testcase"):
         outcome, message = _outcome(case)
-        module = case.get("classname", "").split(".")[0]
+        module = case.get("classname", "").replace(".", "/")    # a test module's dotted name, as a path
         cases.append(Case(file=f"{module}.py" if module else "", name=case.get("name", ""), outcome=outcome,
                           seconds=float(case.get("time") or 0), message=message))
     return cases

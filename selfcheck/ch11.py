@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import uuid
-import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,17 +116,13 @@ def _closed_port_url() -> str:
 
 
 def _parse(junit: Path) -> tuple[int, list[str]]:
-    """(passed, ["test: message", ...] for failures and errors) from pytest's JUnit XML."""
-    passed, failed = 0, []
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        problem = next((child for child in case if child.tag in ("failure", "error")), None)
-        if problem is None:
-            if not any(child.tag == "skipped" for child in case):
-                passed += 1
-            continue
-        message = (problem.get("message") or problem.text or "").strip().splitlines()
-        failed.append(f"{case.get('name')}: {message[0][:160] if message else problem.tag}")
-    return passed, failed
+    """(passed, ["test: first line of the failure", ...]) from pytest's JUnit XML."""
+    from instruments.pytest_report import read_junit
+
+    cases = read_junit(junit)
+    failed = [f"{case.name}: {case.first_line[:160] or case.outcome}" for case in cases
+              if case.outcome in ("failed", "error", "xpassed")]
+    return sum(case.outcome == "passed" for case in cases), failed
 
 
 def run_tests(test_source: str, tasks_source: str, number: int, redis_url: str) -> Run:

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psutil
 import pytest
 
+from instruments.pytest_report import read_junit
 from tests.helpers import REPO_ROOT, UNREACHABLE_BROKER, WorkerWatch
 from tests.notebook_env import is_developer_setting
 
@@ -145,20 +145,9 @@ def runs(broker, tmp_path_factory):
 
 
 def outcomes(report: Path) -> dict[str, dict]:
-    """nodeid -> {"outcome": passed/failed/error/xfailed/skipped, "message": ..., "time": s}."""
-    found = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        nodeid = f"{case.get('classname').replace('.', '/')}.py::{case.get('name')}"
-        outcome, message = "passed", ""
-        for child in case:
-            if child.tag in ("failure", "error"):
-                outcome, message = ("failed" if child.tag == "failure" else "error"), child.get("message", "")
-                break
-            if child.tag == "skipped":
-                xfail = child.get("type") == "pytest.xfail"
-                outcome, message = ("xfailed" if xfail else "skipped"), child.get("message", "")
-        found[nodeid] = {"outcome": outcome, "message": message, "time": float(case.get("time", 0))}
-    return found
+    """nodeid -> {"outcome": passed/failed/error/xfailed/xpassed/skipped, "message": ..., "time": s}."""
+    return {case.nodeid: {"outcome": case.outcome, "message": case.message, "time": case.seconds}
+            for case in read_junit(report)}
 
 
 def test_the_whole_suite_as_a_learner_runs_it(runs):

@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psutil
 import pytest
 
+from instruments.pytest_report import read_junit
 from launcher.shown import without_settings
 from tests.helpers import REPO_ROOT, WorkerWatch
 from tests.notebook_env import is_developer_setting
@@ -279,16 +279,8 @@ def own_run(broker, tmp_path_factory):
 
 
 def outcomes(report: Path) -> dict[str, str]:
-    """nodeid -> passed/failed/error/skipped, from pytest's JUnit XML."""
-    found = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        outcome = "passed"
-        for child in case:
-            if child.tag in ("failure", "error", "skipped"):
-                outcome = {"failure": "failed"}.get(child.tag, child.tag)
-                break
-        found[f"{case.get('classname').replace('.', '/')}.py::{case.get('name')}"] = outcome
-    return found
+    """nodeid -> passed/failed/error/skipped/..., from pytest's JUnit XML."""
+    return {case.nodeid: case.outcome for case in read_junit(report)}
 
 
 def test_the_readme_steps_make_the_three_kinds_of_test_pass_in_a_fresh_project(own_run):
