@@ -82,11 +82,14 @@ class Report:
 
     def table(self, *, reasons: bool = False) -> Table:
         """One row per test, in the order pytest ran them; ``reasons`` adds the message column
-        (an xfail's reason, a failure's first line)."""
-        headers = ["文件", "测试", "结果", "用时"] + (["说明"] if reasons else [])
-        rows = [[case.file, case.name, OUTCOMES.get(case.outcome, case.outcome),
-                 Measured(f"{case.seconds:.2f} 秒")] + ([case.first_line] if reasons else []) for case in self.cases]
-        return Table(headers, rows)
+        (an xfail's reason, a failure's first line). Tests all from one file name it in the
+        caption instead of a column (a narrower table)."""
+        files = {case.file for case in self.cases}
+        one_file = len(files) == 1
+        headers = ([] if one_file else ["文件"]) + ["测试", "结果", "用时"] + (["说明"] if reasons else [])
+        rows = [([] if one_file else [case.file]) + [case.name, OUTCOMES.get(case.outcome, case.outcome),
+                Measured(f"{case.seconds:.2f} 秒")] + ([case.first_line] if reasons else []) for case in self.cases]
+        return Table(headers, rows, caption=f"文件：{files.pop()}" if one_file else None)
 
     def case(self, name: str) -> Case:
         """The test called ``name`` (KeyError if it did not run)."""

@@ -66,6 +66,8 @@ def test_the_shown_command_is_the_one_that_ran(report):
 
 def test_the_table_has_a_row_per_test_and_reasons_on_request(report):
     assert len(report.table().rows) == 5
+    # Tests all from one file: the file in the caption, not in a column of its own.
+    assert report.table().headers == ["测试", "结果", "用时"] and report.table().caption == "文件：test_sample.py"
     assert report.table(reasons=True).headers[-1] == "说明"
 
 
@@ -77,3 +79,13 @@ def test_source_of_gives_the_functions_with_their_decorators(tmp_path):
     assert "def test_passes():" in text and "def test_fails" not in text
     with pytest.raises(KeyError, match="no function test_nowhere"):
         source_of(path, "test_nowhere")
+
+
+def test_tests_from_several_files_get_a_file_column():
+    from instruments.pytest_report import Case, Report
+
+    report = Report(command="", exit_code=0, seconds=1.0, cases=[
+        Case("test_a.py", "test_one", "passed", 0.1), Case("test_b.py", "test_two", "xfailed", 0.2, "why")])
+    table = report.table(reasons=True)
+    assert table.headers == ["文件", "测试", "结果", "用时", "说明"] and table.caption is None
+    assert [row[0] for row in table.rows] == ["test_a.py", "test_b.py"]
