@@ -363,6 +363,22 @@ class Proc:
             self._log.close()
         return self.popen.returncode
 
+    def send_signal(self, sig: int, *, group: bool = False) -> None:
+        """Send ``sig`` to the main process (``group=True``: to every process of its
+        group, as a container runtime or the OOM killer of a cgroup does). Only a
+        signal: the caller waits for what it causes; ``stop()`` still cleans up."""
+        if group:
+            self._signal_group(sig)
+        else:
+            self._signal_leader(sig)
+
+    def children(self) -> list[psutil.Process]:
+        """The processes the main process started (a prefork worker's pool), alive now."""
+        try:
+            return psutil.Process(self.pid).children()
+        except psutil.Error:
+            return []
+
     def _signal_leader(self, sig: int) -> None:
         try:
             os.kill(self.popen.pid, sig)

@@ -1,0 +1,506 @@
+"""Chapter 12: inject a fault into real Celery processes and count every task.
+
+A scenario sends ``n`` tasks of ``demo_tasks.reliability.work`` to a real
+worker, waits until ``k`` of them are running (the ledger says so: never a
+sleep), does one thing to the worker (a kill, a shutdown), lets the system
+settle (a fresh worker, when the first one is gone, takes what is left), and
+counts from the ledger, for every task sent, how many times it started and
+finished::
+
+    run = run_scenario("早确认 + 整组 SIGKILL", KILL_GROUP)
+    run.counts()   # {"sent": 4, "once": 2, "twice": 0, "lost": 2}
+    run.lost == run.running_at_fault
+
+Every scenario gets a Valkey of its own (``launcher.start_embedded()``),
+stopped at the end, so a kill, a restart or a queue left full never reaches
+the chapter's broker; its settings reach the workers on their command line
+(``-- task.acks_late=true``), so each worker's ``display`` shows them.
+
+"Settled" is a condition, not a time: the queue and Redis's unacknowledged
+messages are empty, and no living worker holds (``inspect reserved``) or runs
+(``inspect active``) a task -- twice in a row, a poll apart, since a message
+moving from one place to the next is briefly in none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import psutil
+from celery import Celery
+
+import launcher
+from demo_tasks import reliability
+from instruments.tables import Measured
+
+APP = "demo_tasks.reliability"
+#: Celery's default queue, and where kombu's Redis transport keeps what is taken but unacknowledged.
+QUEUE = "celery"
+UNACKED = "unacked"
+#: How long a scenario waits for the system to settle after the fault: the visibility
+#: timeout plus time to run what comes back.
+SETTLE_TIMEOUT = reliability.VISIBILITY_TIMEOUT + 30
+
+
+class ScenarioError(RuntimeError):
+    """A scenario could not get where it had to (never started k tasks, never settled)."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What is done to the worker once ``k`` tasks run: ``label`` says it (in the
+    table), ``apply(worker)`` does it and returns when its effect is over."""
+
+    label: str
+    #: Does it; returns the tasks it hit when it knows them (a pool child's), else None:
+    #: then the tasks hit are those running at the fault that had not finished when the worker was gone.
+    apply: Callable[[launcher.Proc, Ledger], list[str] | None]
+    #: Does the worker survive it (a pool child killed) -- else a fresh worker settles the rest.
+    worker_survives: bool = False
+
+
+def _kill_group(worker: launcher.Proc, ledger: Ledger) -> None:
+    worker.send_signal(signal.SIGKILL, group=True)
+    worker.popen.wait(10)
+
+
+def _kill_main(worker: launcher.Proc, ledger: Ledger) -> None:
+    worker.send_signal(signal.SIGKILL)
+    worker.popen.wait(10)
+
+
+def _kill_child(worker: launcher.Proc, ledger: Ledger) -> list[str]:
+    """SIGKILL the pool process running the first running task (the OOM killer picks one process)."""
+    task_id, pid = next(iter(ledger.pids_running().items()))
+    os.kill(pid, signal.SIGKILL)
+    psutil.wait_procs([psutil.Process(pid)], timeout=10) if psutil.pid_exists(pid) else None
+    return [task_id]
+
+
+def _shutdown(sig: int) -> Callable[[launcher.Proc, Ledger], None]:
+    def apply(worker: launcher.Proc, ledger: Ledger) -> None:
+        worker.send_signal(sig)
+        worker.popen.wait(60)
+    return apply
+
+
+def _runtime_stop(grace: float) -> Callable[[launcher.Proc, Ledger], None]:
+    """A container runtime's stop: SIGTERM to the main process, SIGKILL to all after ``grace`` s."""
+    def apply(worker: launcher.Proc, ledger: Ledger) -> None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.popen.wait(grace)
+        except subprocess.TimeoutExpired:  # the grace is over
+            worker.send_signal(signal.SIGKILL, group=True)
+            worker.popen.wait(10)
+    return apply
+
+
+#: The worker's whole process group SIGKILLed: `docker kill`, a cgroup's OOM kill, `kill -9 -PGID`.
+KILL_GROUP = Fault("整组 SIGKILL", _kill_group)
+#: Only the main process SIGKILLed (`kill -9 PID`); on Linux its pool children die with it.
+KILL_MAIN = Fault("主进程 SIGKILL", _kill_main)
+#: Warm shutdown: SIGTERM to the main process (`celery control shutdown`, Ctrl+C once).
+WARM = Fault("SIGTERM（温关闭）", _shutdown(signal.SIGTERM))
+#: Cold shutdown: SIGQUIT to the main process.
+COLD = Fault("SIGQUIT（冷关闭）", _shutdown(signal.SIGQUIT))
+#: One pool process SIGKILLed under a living main process: what the OOM killer does to the biggest process.
+KILL_CHILD = Fault("子进程 SIGKILL", _kill_child, worker_survives=True)
+
+
+def runtime_stop(grace: float) -> Fault:
+    """`docker stop -t GRACE` / Kubernetes' terminationGracePeriodSeconds: SIGTERM, then SIGKILL."""
+    return Fault(f"SIGTERM，{grace:g} 秒后整组 SIGKILL", _runtime_stop(grace))
+
+
+@dataclass
+class Run:
+    """One scenario, run: what was sent and what the ledger says happened to each task."""
+
+    title: str
+    fault: str
+    settings: tuple[str, ...]
+    sent: list[str]
+    #: The tasks that had started and not finished when the fault came.
+    running_at_fault: list[str]
+    #: The tasks the fault hit: running in a process it killed, or cancelled by it.
+    hit: list[str]
+    started: dict[str, int]
+    finished: dict[str, int]
+    #: The state the result backend holds for each task ("" when it holds none).
+    states: dict[str, str]
+    #: The workers' commands, as a learner types them, and their logs.
+    commands: list[str] = field(default_factory=list)
+    logs: dict[str, str] = field(default_factory=dict)
+    #: What else the scenario observed (e.g. whether the pool children outlived their parent).
+    notes: dict[str, object] = field(default_factory=dict)
+
+    def _with(self, finishes: Callable[[int], bool]) -> list[str]:
+        return [t for t in self.sent if finishes(self.finished.get(t, 0))]
+
+    @property
+    def once(self) -> list[str]:
+        return self._with(lambda n: n == 1)
+
+    @property
+    def twice(self) -> list[str]:
+        return self._with(lambda n: n >= 2)
+
+    @property
+    def lost(self) -> list[str]:
+        return self._with(lambda n: n == 0)
+
+    @property
+    def rerun(self) -> list[str]:
+        """Tasks that started more than once: whatever they did before the fault, they did again."""
+        return [t for t in self.sent if self.started.get(t, 0) >= 2]
+
+    def counts(self) -> dict[str, int]:
+        return {"sent": len(self.sent), "once": len(self.once), "twice": len(self.twice),
+                "lost": len(self.lost), "rerun": len(self.rerun)}
+
+    def row(self) -> list[object]:
+        """The summary table's row: 场景, 设置, 故障, 发出, 完成一次, 完成两次, 丢失, 重新执行."""
+        c = self.counts()
+        return [self.title, " ".join(self.settings) or "（默认）", self.fault,
+                c["sent"], c["once"], c["twice"], c["lost"], c["rerun"]]
+
+    def state_counts(self) -> dict[str, int]:
+        """How many tasks the result backend holds in each state ("（无）" when none)."""
+        out: dict[str, int] = {}
+        for t in self.sent:
+            state = self.states.get(t) or "（无）"
+            out[state] = out.get(state, 0) + 1
+        return dict(sorted(out.items()))
+
+
+#: The summary table's headers (Run.row()).
+HEADERS = ["场景", "设置", "故障", "发出", "完成一次", "完成两次", "丢失", "重新执行"]
+
+
+class Ledger:
+    """The ledger demo_tasks.reliability.work writes, read on a scenario's broker."""
+
+    def __init__(self, broker: launcher.Broker):
+        self.client = broker.client(timeout=5, decode_responses=True)
+
+    def started(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.client.hgetall(reliability.STARTED_KEY).items()}
+
+    def finished(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.client.hgetall(reliability.FINISHED_KEY).items()}
+
+    def steps(self) -> list[dict]:
+        return [json.loads(s) for s in self.client.lrange(reliability.STEPS_KEY, 0, -1)]
+
+    def running(self) -> list[str]:
+        """Tasks started more often than finished, in the order they started."""
+        started, finished = self.started(), self.finished()
+        order = [s["id"] for s in self.steps() if s["step"] == "started"]
+        return list(dict.fromkeys(t for t in order if started.get(t, 0) > finished.get(t, 0)))
+
+    def pids_running(self) -> dict[str, int]:
+        """The pid of the process running each running task (its latest start)."""
+        pids = {s["id"]: s["pid"] for s in self.steps() if s["step"] == "started"}
+        return {t: pids[t] for t in self.running()}
+
+    def queued(self) -> int:
+        return self.client.llen(QUEUE)
+
+    def unacked(self) -> int:
+        return self.client.hlen(UNACKED)
+
+    def state(self, task_id: str) -> str:
+        meta = self.client.get(f"celery-task-meta-{task_id}")
+        return json.loads(meta)["status"] if meta else ""
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def worker_args(settings: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+    """A worker's extra arguments: options, then the settings after ``--``."""
+    return [*extra, *(["--", *settings] if settings else [])]
+
+
+def start_worker(broker: launcher.Broker, name: str, settings: Sequence[str] = (), *,
+                 concurrency: int = 2, extra: Sequence[str] = (), env: dict[str, str] | None = None) -> launcher.Proc:
+    return launcher.start_worker(APP, name=name, broker=broker, fast=True, concurrency=concurrency,
+                                 extra_args=worker_args(settings, extra), env=env)
+
+
+def wait_running(ledger: Ledger, k: int, worker: launcher.Proc, timeout: float = 30) -> list[str]:
+    """Wait until ``k`` tasks run at once (started, not finished); return them."""
+    running: list[str] = []
+
+    def enough() -> bool:
+        running[:] = ledger.running()
+        return len(running) >= k
+
+    worker.wait_until(enough, timeout, waiting_for=f"{k} tasks running at once")
+    return running
+
+
+def settled(ledger: Ledger, sender: Celery, workers: Sequence[launcher.Proc]) -> bool:
+    """Nothing queued, nothing taken-but-unacknowledged, nothing held or run by a living worker."""
+    if ledger.queued() or ledger.unacked():
+        return False
+    alive = [w for w in workers if w.running()]
+    if not alive:
+        return True
+    # limit: return as soon as every living worker answered (else inspect waits its whole timeout).
+    nodes = [node_name(w) for w in alive]
+    inspect = sender.control.inspect(destination=nodes, timeout=2.0, limit=len(nodes))
+    for reply in (inspect.active(), inspect.reserved()):
+        if reply is None or len(reply) < len(nodes) or any(reply.values()):
+            return False
+    return True
+
+
+def node_name(worker: launcher.Proc) -> str:
+    """The worker's node name (``w1@host``), from its process name ``worker-w1``."""
+    return f"{worker.name.removeprefix('worker-')}@{socket.gethostname()}"
+
+
+def wait_settled(ledger: Ledger, sender: Celery, workers: Sequence[launcher.Proc],
+                 timeout: float = SETTLE_TIMEOUT) -> None:
+    in_a_row = [0]
+
+    def twice() -> bool:
+        in_a_row[0] = in_a_row[0] + 1 if settled(ledger, sender, workers) else 0
+        return in_a_row[0] >= 2
+
+    if not launcher.wait_for(twice, timeout, interval=0.2):
+        raise ScenarioError(
+            f"The scenario did not settle within {timeout:g} s: {ledger.queued()} queued, "
+            f"{ledger.unacked()} unacknowledged, running {ledger.running()}. "
+            "Is a worker still alive and consuming? The workers' logs:\n"
+            + "\n".join(w.tail(10) for w in workers))
+
+
+def run_scenario(title: str, fault: Fault, *, settings: Sequence[str] = (), n: int = 4,
+                 seconds: float = 1.0, k: int = 2, concurrency: int = 2,
+                 env: dict[str, str] | None = None) -> Run:
+    """Send ``n`` tasks of ``seconds`` each to a worker with ``settings``; once ``k`` run,
+    apply ``fault``; settle (a fresh worker with the same settings takes over unless
+    the first survives); count. ``env``: variables for the first worker (``REMAP_SIGTERM``).
+    Everything it started is stopped, on errors too."""
+    broker = launcher.start_embedded()
+    sender = Celery(APP, broker=broker.url, backend=broker.url, set_as_current=False)
+    ledger = Ledger(broker)
+    workers: list[launcher.Proc] = []
+    try:
+        workers.append(start_worker(broker, "w1", settings, concurrency=concurrency, env=env))
+        first = workers[0]
+        sent = [sender.send_task(reliability.work.name, args=(seconds,)).id for _ in range(n)]
+        running = wait_running(ledger, k, first)
+        children = first.children()
+        mark = first.mark()
+        hit = fault.apply(first, ledger)
+        if hit is None:
+            finished = ledger.finished()
+            hit = [t for t in running if not finished.get(t)]
+        notes: dict[str, object] = {}
+        if not fault.worker_survives:
+            # Did the pool children outlive their parent? (On Linux they get SIGKILL with it.)
+            notes["children_alive"] = launcher.wait_for(lambda: not _any_alive(children), 5) is False
+            workers.append(start_worker(broker, "w2", settings, concurrency=concurrency))
+        wait_settled(ledger, sender, workers)
+        return Run(title, fault.label, tuple(settings), sent, running, hit, ledger.started(), ledger.finished(),
+                   {t: ledger.state(t) for t in sent}, [w.display for w in workers],
+                   {node_name(w).split('@')[0]: w.log(mark if w is first else 0) for w in workers}, notes)
+    finally:
+        launcher.stop_together(workers)
+        ledger.close()
+        sender.close()
+        broker.stop()
+
+
+def side_by_side(*calls: Callable[[], object]) -> list:
+    """Run scenarios at the same time, each in a thread of its own (each has its own
+    Valkey and workers, so they cannot meet), and return their results in order.
+    Each thread starts and stops its own processes (launcher.procs: a process started
+    from a thread gets SIGTERM when that thread ends, so nothing outlives its scenario)."""
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return [f.result() for f in [pool.submit(call) for call in calls]]
+
+
+@dataclass
+class PrefetchRun:
+    """Short tasks queued behind a long one: which worker took them, how long each waited."""
+
+    title: str
+    settings: tuple[str, ...]
+    options: tuple[str, ...]
+    #: The short tasks worker a took (held behind its long task), and all of them.
+    held: list[str]
+    shorts: list[str]
+    #: Seconds from sending each short task to its finish.
+    waits: dict[str, float]
+    commands: list[str] = field(default_factory=list)
+
+    def row(self) -> list[object]:
+        waits = sorted(self.waits.values())
+        return [self.title, " ".join([*self.options, *self.settings]) or "（默认）", len(self.shorts),
+                len(self.held), Measured(f"{waits[len(waits) // 2]:.2f} 秒"), Measured(f"{waits[-1]:.2f} 秒")]
+
+
+PREFETCH_HEADERS = ["做法", "设置", "短任务", "被扣在 a 的", "等待（中位数）", "等待（最长）"]
+
+
+def prefetch_hostages(title: str, *, settings: Sequence[str] = (), options: Sequence[str] = (),
+                      shorts: int = 6, long_seconds: float = 3.0, short_seconds: float = 0.1) -> PrefetchRun:
+    """Worker a (one process) gets a long task and ``shorts`` short ones; once the long
+    one runs, worker b (one process, idle) starts. The short tasks a took before b
+    came wait behind the long one, though b is free: a prefetched them."""
+    broker = launcher.start_embedded()
+    sender = Celery(APP, broker=broker.url, backend=broker.url, set_as_current=False)
+    ledger = Ledger(broker)
+    workers: list[launcher.Proc] = []
+    try:
+        workers.append(start_worker(broker, "a", settings, concurrency=1, extra=options))
+        long_id = sender.send_task(reliability.work.name, args=(long_seconds,)).id
+        sent_at: dict[str, float] = {}
+        for _ in range(shorts):
+            task_id = sender.send_task(reliability.work.name, args=(short_seconds,)).id
+            sent_at[task_id] = time.time()
+        wait_running(ledger, 1, workers[0])
+        workers.append(start_worker(broker, "b", settings, concurrency=1, extra=options))
+        ids = [long_id, *sent_at]
+        if not launcher.wait_for(lambda: all(ledger.finished().get(t) for t in ids), long_seconds + 30):
+            raise ScenarioError(f"Not every task finished: {ledger.finished()}")
+        steps = ledger.steps()
+        long_pid = next(s["pid"] for s in steps if s["id"] == long_id)
+        started_by = {s["id"]: s["pid"] for s in steps if s["step"] == "started"}
+        finished_at = {s["id"]: s["t"] for s in steps if s["step"] == "finished"}
+        return PrefetchRun(title, tuple(settings), tuple(options),
+                           [t for t in sent_at if started_by[t] == long_pid], list(sent_at),
+                           {t: finished_at[t] - sent_at[t] for t in sent_at}, [w.display for w in workers])
+    finally:
+        launcher.stop_together(workers)
+        ledger.close()
+        sender.close()
+        broker.stop()
+
+
+def _any_alive(procs: Sequence[psutil.Process]) -> bool:
+    return any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
+
+
+def elapsed(since: float) -> float:
+    return time.monotonic() - since
+
+
+# --- The chapter's scenarios: one function each, called by the notebook and the tests ---------
+
+#: Late acknowledgement: the message is acknowledged when the task has finished, not when it starts.
+ACKS_LATE = "task.acks_late=true"
+#: With acks_late: a task whose pool process died goes back to the queue instead of failing.
+REJECT_ON_WORKER_LOST = "task.reject_on_worker_lost=true"
+#: Celery 5.5+: a cold shutdown first gives running tasks this many seconds.
+SOFT_SHUTDOWN = "worker.soft_shutdown_timeout=3"
+
+
+def early_ack_killed() -> Run:
+    """Scenario 1: the default (early acknowledgement), the worker's process group SIGKILLed."""
+    return run_scenario("早确认，整组被杀", KILL_GROUP)
+
+
+def early_ack_main_killed() -> Run:
+    """Scenario 1, the Linux detail: only the main process SIGKILLed; its pool children die with it."""
+    return run_scenario("早确认，只杀主进程", KILL_MAIN)
+
+
+def late_ack_killed() -> Run:
+    """Scenario 2: acks_late, the process group SIGKILLed; a fresh worker gets the tasks back."""
+    return run_scenario("晚确认，整组被杀", KILL_GROUP, settings=(ACKS_LATE,))
+
+
+def child_killed_early_ack() -> Run:
+    """Scenario 3: one pool child SIGKILLed under a living main process, default settings."""
+    return run_scenario("早确认，杀一个子进程", KILL_CHILD)
+
+
+def child_killed_late_ack() -> Run:
+    """Scenario 3 with acks_late only: WorkerLostError, the message acknowledged, the task failed."""
+    return run_scenario("晚确认，杀一个子进程", KILL_CHILD, settings=(ACKS_LATE,))
+
+
+def child_killed_late_ack_reject() -> Run:
+    """Scenario 3 with acks_late and reject_on_worker_lost: the message goes back to the queue."""
+    return run_scenario("晚确认 + 丢失即退回，杀一个子进程", KILL_CHILD, settings=(ACKS_LATE, REJECT_ON_WORKER_LOST))
+
+
+def warm_shutdown() -> Run:
+    """Scenario 4: SIGTERM: running tasks finish, what was prefetched goes back to the queue."""
+    return run_scenario("温关闭", WARM)
+
+
+def cold_shutdown() -> Run:
+    """Scenario 4: SIGQUIT: running tasks are cancelled (and marked RETRY, though nothing retries them)."""
+    return run_scenario("冷关闭", COLD)
+
+
+def cold_shutdown_late_ack() -> Run:
+    """Scenario 4: SIGQUIT with acks_late: the cancelled tasks go back to the queue."""
+    return run_scenario("晚确认，冷关闭", COLD, settings=(ACKS_LATE,))
+
+
+def soft_shutdown() -> Run:
+    """Scenario 4: SIGQUIT with worker_soft_shutdown_timeout: running tasks get 3 s first."""
+    return run_scenario("软关闭（冷关闭前等 3 秒）", COLD, settings=(SOFT_SHUTDOWN,))
+
+
+def remapped_sigterm() -> Run:
+    """Scenario 4: billiard's REMAP_SIGTERM=SIGQUIT makes SIGTERM a cold shutdown."""
+    return run_scenario("REMAP_SIGTERM=SIGQUIT，再 SIGTERM", WARM, env={"REMAP_SIGTERM": "SIGQUIT"})
+
+
+#: A container runtime's grace period, shorter than the tasks (Docker's default is 10 s, Kubernetes' 30 s).
+GRACE = 1.0
+
+
+def runtime_stop_early_ack() -> Run:
+    """Scenario 4: a container stopped (SIGTERM, SIGKILL after the grace) with tasks longer than the grace."""
+    return run_scenario("容器停止，任务比宽限期长", runtime_stop(GRACE), seconds=2 * GRACE + 1)
+
+
+def runtime_stop_late_ack() -> Run:
+    """Scenario 4: the same with acks_late: the killed tasks come back after the visibility timeout."""
+    return run_scenario("晚确认，容器停止", runtime_stop(GRACE), settings=(ACKS_LATE,), seconds=2 * GRACE + 1)
+
+
+def prefetch_default() -> PrefetchRun:
+    """Scenario 8: the default prefetch (4 per process): short tasks held behind a long one."""
+    return prefetch_hostages("默认预取")
+
+
+def prefetch_one() -> PrefetchRun:
+    """Scenario 8: --prefetch-multiplier=1 alone: the early-acknowledged long task frees a place."""
+    return prefetch_hostages("预取 1", options=("--prefetch-multiplier=1",))
+
+
+def prefetch_one_late_ack() -> PrefetchRun:
+    """Scenario 8: --prefetch-multiplier=1 with acks_late: the long task holds the only place."""
+    return prefetch_hostages("预取 1 + 晚确认", options=("--prefetch-multiplier=1",), settings=(ACKS_LATE,))
+
+
+def prefetch_disabled() -> PrefetchRun:
+    """Scenario 8: Celery 5.7's --disable-prefetch: a worker takes a message only for a free process."""
+    return prefetch_hostages("不预取", options=("--disable-prefetch",))
+
+
+#: Every scenario of part 1, by function name: what the tests and the summary table run.
+KILLS = (early_ack_killed, early_ack_main_killed, late_ack_killed)
+CHILD_KILLS = (child_killed_early_ack, child_killed_late_ack, child_killed_late_ack_reject)
+SHUTDOWNS = (warm_shutdown, cold_shutdown, cold_shutdown_late_ack, soft_shutdown, remapped_sigterm,
+             runtime_stop_early_ack, runtime_stop_late_ack)
+PREFETCH = (prefetch_default, prefetch_one, prefetch_one_late_ack, prefetch_disabled)
