@@ -59,7 +59,8 @@ def pytest_xdist_auto_num_workers(config):
 #: (with --dist loadfile and --no-loadscope-reorder, files are handed out in the order
 #: they were collected; without that flag xdist hands out the files with most tests first).
 LONGEST_FIRST = ("test_learner_05.py", "test_learner_07.py", "test_learner_08.py", "test_learner_09.py",
-                 "test_learner_10.py", "test_learner_11.py", "test_examples_testing.py",
+                 "test_learner_10.py", "test_learner_11.py", "test_learner_12.py", "test_examples_testing.py",
+                 "test_reliability.py", "12_reliability.ipynb",
                  "test_learner_04.py",
                  "test_learner_06.py", "test_commands.py", "07_retries_and_errors.ipynb", "08_workflows.ipynb",
                  "04_flower.ipynb", "test_bad_inputs.py", "05_django_integration.ipynb", "test_retries.py",

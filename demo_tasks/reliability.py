@@ -26,6 +26,7 @@ import json
 import os
 import time
 
+import psutil
 import redis
 from celery import Celery
 from celery.utils.log import get_task_logger
@@ -59,11 +60,13 @@ logger = get_task_logger(__name__)
 STARTED_KEY = "ledger:started"
 FINISHED_KEY = "ledger:finished"
 STEPS_KEY = "ledger:steps"
+#: The ledger of leak(): one record per run, {"id", "pid", "rss_mb", "t"}.
+MEMORY_KEY = "ledger:memory"
 
 
 @app.task(bind=True)
-def work(self, seconds: float) -> int:
-    """Record the start, work ``seconds``, record the finish; return the pid that did it."""
+def work(self, seconds: float) -> float:
+    """Record the start, work ``seconds``, record the finish; return ``seconds``."""
     ledger = _redis()
     _step(ledger, self.request.id, "started")
     ledger.hincrby(STARTED_KEY, self.request.id, 1)
@@ -71,7 +74,7 @@ def work(self, seconds: float) -> int:
     time.sleep(seconds)  # the work: a call, a file, a query
     ledger.hincrby(FINISHED_KEY, self.request.id, 1)
     _step(ledger, self.request.id, "finished")
-    return os.getpid()
+    return seconds
 
 
 def _step(ledger: redis.Redis, task_id: str, what: str) -> None:
@@ -80,3 +83,19 @@ def _step(ledger: redis.Redis, task_id: str, what: str) -> None:
 
 def _redis() -> redis.Redis:
     return redis.Redis.from_url(app.conf.broker_url, decode_responses=True)
+
+
+#: What leak() keeps, for as long as its process lives: an unbounded cache, a growing global.
+_KEPT: list[bytes] = []
+
+
+@app.task(bind=True)
+def leak(self, mb: int) -> float:
+    """Keep ``mb`` MB more in this process for good; record its resident memory (RSS) in
+    the ledger and return it, in MB."""
+    _KEPT.append(b"\x01" * (mb * 1024 * 1024))  # filled, so the pages are really resident
+    rss = psutil.Process().memory_info().rss / 2**20
+    ledger = _redis()
+    ledger.rpush(MEMORY_KEY, json.dumps({"id": self.request.id, "pid": os.getpid(), "rss_mb": rss,
+                                         "t": time.time()}))
+    return rss

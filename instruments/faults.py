@@ -24,22 +24,27 @@ moving from one place to the next is briefly in none of them.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 from celery import Celery
 
 import launcher
 from demo_tasks import reliability
-from instruments.tables import Measured
+from instruments.tables import Measured, Table
+from launcher.scratch import current_scratch
 
 APP = "demo_tasks.reliability"
 #: Celery's default queue, and where kombu's Redis transport keeps what is taken but unacknowledged.
@@ -142,6 +147,16 @@ class Run:
     logs: dict[str, str] = field(default_factory=dict)
     #: What else the scenario observed (e.g. whether the pool children outlived their parent).
     notes: dict[str, object] = field(default_factory=dict)
+    #: Every step the ledger recorded ({"id", "step", "pid", "t"}), in order.
+    steps: list[dict] = field(default_factory=list)
+
+    def restart_gaps(self) -> dict[str, float]:
+        """For each task that started again: seconds from its first start to its second."""
+        starts: dict[str, list[float]] = {}
+        for step in self.steps:
+            if step["step"] == "started":
+                starts.setdefault(step["id"], []).append(step["t"])
+        return {t: times[1] - times[0] for t, times in starts.items() if len(times) >= 2}
 
     def _with(self, finishes: Callable[[int], bool]) -> list[str]:
         return [t for t in self.sent if finishes(self.finished.get(t, 0))]
@@ -184,6 +199,32 @@ class Run:
 
 #: The summary table's headers (Run.row()).
 HEADERS = ["场景", "设置", "故障", "发出", "完成一次", "完成两次", "丢失", "重新执行"]
+
+
+def table(runs: Sequence[Run], *, states: bool = False, caption: str | None = None) -> Table:
+    """The runs as a table (``states``: with what the result backend holds for them)."""
+    headers = HEADERS + (["结果后端里的状态"] if states else [])
+    rows = [run.row() + ([" ".join(f"{k} {v}" for k, v in run.state_counts().items())] if states else [])
+            for run in runs]
+    return Table(headers, rows, caption=caption)
+
+
+def verdicts(runs: Sequence[Run]) -> None:
+    """Print, for each run, that every task is counted once, and whether the lost ones are exactly
+    the tasks the fault hit (or that none was lost)."""
+    for run in runs:
+        c = run.counts()
+        whole = c["once"] + c["twice"] + c["lost"] == c["sent"]
+        lost = ("一个也没丢" if not run.lost else
+                f"丢失的 {c['lost']} 个正是故障打中的任务：{sorted(run.lost) == sorted(run.hit)}")
+        print(f"{run.title}：完成一次 + 完成两次 + 丢失 = 发出：{whole}；{lost}")
+
+
+def log_lines(text: str, *needles: str) -> str:
+    """The lines of a worker's log that contain one of ``needles`` (no tracebacks), paths relative."""
+    from launcher.shown import relative_paths
+
+    return "\n".join(line for line in relative_paths(text).splitlines() if any(n in line for n in needles))
 
 
 class Ledger:
@@ -316,7 +357,8 @@ def run_scenario(title: str, fault: Fault, *, settings: Sequence[str] = (), n: i
         wait_settled(ledger, sender, workers)
         return Run(title, fault.label, tuple(settings), sent, running, hit, ledger.started(), ledger.finished(),
                    {t: ledger.state(t) for t in sent}, [w.display for w in workers],
-                   {node_name(w).split('@')[0]: w.log(mark if w is first else 0) for w in workers}, notes)
+                   {node_name(w).split('@')[0]: w.log(mark if w is first else 0) for w in workers}, notes,
+                   ledger.steps())
     finally:
         launcher.stop_together(workers)
         ledger.close()
@@ -346,6 +388,8 @@ class PrefetchRun:
     #: Seconds from sending each short task to its finish.
     waits: dict[str, float]
     commands: list[str] = field(default_factory=list)
+    #: Did every short task worker a held start only once the long task had finished?
+    held_waited: bool = True
 
     def row(self) -> list[object]:
         waits = sorted(self.waits.values())
@@ -381,9 +425,178 @@ def prefetch_hostages(title: str, *, settings: Sequence[str] = (), options: Sequ
         long_pid = next(s["pid"] for s in steps if s["id"] == long_id)
         started_by = {s["id"]: s["pid"] for s in steps if s["step"] == "started"}
         finished_at = {s["id"]: s["t"] for s in steps if s["step"] == "finished"}
-        return PrefetchRun(title, tuple(settings), tuple(options),
-                           [t for t in sent_at if started_by[t] == long_pid], list(sent_at),
-                           {t: finished_at[t] - sent_at[t] for t in sent_at}, [w.display for w in workers])
+        started_at = {s["id"]: s["t"] for s in steps if s["step"] == "started"}
+        held = [t for t in sent_at if started_by[t] == long_pid]
+        return PrefetchRun(title, tuple(settings), tuple(options), held, list(sent_at),
+                           {t: finished_at[t] - sent_at[t] for t in sent_at}, [w.display for w in workers],
+                           all(started_at[t] >= finished_at[long_id] for t in held))
+    finally:
+        launcher.stop_together(workers)
+        ledger.close()
+        sender.close()
+        broker.stop()
+
+
+def broker_restart(title: str, *, persistent: bool, n: int = 4) -> Run:
+    """Scenario 5: ``n`` tasks wait in the queue (no worker yet); the broker is SIGKILLed (a
+    crash, an OOM kill of the Redis container) and started again on the same port, with
+    its data folder; then a worker comes and takes what is there. ``persistent``: the
+    broker writes every command to its append-only file before it answers
+    (``--appendonly yes --appendfsync always``); else nothing ever reaches the disk."""
+    # Its data folder: in the chapter's scratch folder when there is one (a learner finds it in
+    # JupyterLab's file browser), else a temporary one; made empty first, removed at the end.
+    scratch = current_scratch()
+    folder = scratch / "valkey-data" if scratch else Path(tempfile.mkdtemp(prefix="valkey-data-"))
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    args = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(folder)) if persistent else ()
+    shown = "--appendonly yes --appendfsync always" if persistent else '--save "" --appendonly no'
+    broker = launcher.start_embedded(extra_args=args)
+    sender = Celery(APP, broker=broker.url, backend=broker.url, set_as_current=False)
+    ledger = Ledger(broker)
+    restarted: launcher.Broker | None = None
+    workers: list[launcher.Proc] = []
+    try:
+        sent = [sender.send_task(reliability.work.name, args=(0.1,)).id for _ in range(n)]
+        queued_before = ledger.queued()
+        ledger.close()
+        broker.proc.send_signal(signal.SIGKILL)
+        broker.proc.popen.wait(10)
+        broker.stop()
+        restarted = launcher.start_embedded(broker.port, extra_args=args)
+        ledger = Ledger(restarted)
+        queued_after = ledger.queued()
+        workers.append(start_worker(restarted, "w1"))
+        wait_settled(ledger, sender, workers)
+        return Run(title, "Broker 被 SIGKILL，在同一端口重启", (shown,), sent, [], list(sent), ledger.started(),
+                   ledger.finished(), {t: ledger.state(t) for t in sent},
+                   [restarted.proc.display, workers[0].display], {"w1": workers[0].log()},
+                   {"queued_before": queued_before, "queued_after": queued_after}, ledger.steps())
+    finally:
+        launcher.stop_together(workers)
+        ledger.close()
+        sender.close()
+        broker.stop()
+        if restarted is not None:
+            restarted.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class BackendRun:
+    """Scenario 7: the result backend goes down while tasks run, and comes back (empty)."""
+
+    title: str
+    settings: tuple[str, ...]
+    sent: list[str]
+    finished: dict[str, int]
+    #: What the backend holds for each task once it is back and the worker is idle ("" for nothing).
+    states: dict[str, str]
+    #: What ``AsyncResult(id).get(timeout=...)`` gave the caller: the value, or the exception's name.
+    seen: dict[str, str]
+    commands: list[str] = field(default_factory=list)
+    log: str = ""
+
+    def row(self) -> list[object]:
+        stored = sum(1 for t in self.sent if self.states.get(t) == "SUCCESS")
+        got = sum(1 for t in self.sent if not self.seen[t].endswith("Error"))
+        return [self.title, " ".join(self.settings) or "（默认）", len(self.sent),
+                sum(1 for t in self.sent if self.finished.get(t)), stored, got]
+
+
+BACKEND_HEADERS = ["做法", "设置", "发出", "执行完（账本）", "结果存进了后端", "调用方 get() 拿到了结果"]
+
+
+def backend_outage(title: str, *, settings: Sequence[str] = (), n: int = 2, seconds: float = 1.0) -> BackendRun:
+    """The broker stays up; the result backend (a Valkey of its own) is SIGKILLed while ``n``
+    tasks run, and started again (empty) on the same port once each worker process has
+    failed to store a result at least once (its log says so)."""
+    broker = launcher.start_embedded()
+    backend = launcher.start_embedded()
+    sender = Celery(APP, broker=broker.url, backend=backend.url, set_as_current=False)
+    ledger = Ledger(broker)
+    workers: list[launcher.Proc] = []
+    restarted: launcher.Broker | None = None
+    try:
+        workers.append(start_worker(broker, "w1", settings, env={"CELERY_RESULT_BACKEND": backend.url}))
+        worker = workers[0]
+        results = [sender.send_task(reliability.work.name, args=(seconds,)) for _ in range(n)]
+        wait_running(ledger, n, worker)
+        mark = worker.mark()
+        backend.proc.send_signal(signal.SIGKILL)
+        backend.proc.popen.wait(10)
+        backend.stop()
+        needle = "Failed operation" if any("always_retry=true" in s for s in settings) else "raised exception"
+        worker.wait_until(lambda: worker.log(mark).count(needle) >= n, 30,
+                          waiting_for=f"{n} log lines with {needle!r} (a result not stored)")
+        restarted = launcher.start_embedded(backend.port)
+        wait_settled(ledger, sender, workers)
+        seen = {}
+        for result in results:
+            try:
+                seen[result.id] = repr(result.get(timeout=2))
+            except Exception as exc:  # what the caller sees is the point
+                seen[result.id] = type(exc).__name__
+        states = {}
+        with restarted.client(timeout=5, decode_responses=True) as conn:
+            for result in results:
+                meta = conn.get(f"celery-task-meta-{result.id}")
+                states[result.id] = json.loads(meta)["status"] if meta else ""
+        ids = [r.id for r in results]
+        # Let go of the results while their backend is there: a result that was waited for
+        # unsubscribes when it is garbage collected, and would complain on stderr (in some
+        # later cell) if its server were gone by then.
+        for result in results:
+            result.backend.remove_pending_result(result)
+        results.clear()
+        gc.collect()
+        return BackendRun(title, tuple(settings), ids, ledger.finished(), states, seen,
+                          [worker.display], worker.log(mark))
+    finally:
+        launcher.stop_together(workers)
+        ledger.close()
+        sender.close()
+        broker.stop()
+        backend.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
+@dataclass
+class MemoryRun:
+    """Scenario 9: a task that leaks, and the pool process's resident memory after each run."""
+
+    title: str
+    options: tuple[str, ...]
+    #: One record per task, in order: {"pid", "rss_mb"}.
+    records: list[dict]
+    commands: list[str] = field(default_factory=list)
+
+    @property
+    def processes(self) -> int:
+        """How many pool processes ran the tasks (a recycled one is replaced by a new one)."""
+        return len({r["pid"] for r in self.records})
+
+    def peak(self) -> float:
+        return max(r["rss_mb"] for r in self.records)
+
+
+def memory_growth(title: str, *, options: Sequence[str] = (), tasks: int = 6, mb: int = 40) -> MemoryRun:
+    """``tasks`` runs of ``leak(mb)`` on a worker with one pool process and ``options``
+    (``--max-tasks-per-child``, ``--max-memory-per-child``), one after the other."""
+    broker = launcher.start_embedded()
+    sender = Celery(APP, broker=broker.url, backend=broker.url, set_as_current=False)
+    ledger = Ledger(broker)
+    workers: list[launcher.Proc] = []
+    try:
+        workers.append(start_worker(broker, "w1", concurrency=1, extra=options))
+        for _ in range(tasks):
+            sender.send_task(reliability.leak.name, args=(mb,))
+        if not launcher.wait_for(lambda: ledger.client.llen(reliability.MEMORY_KEY) >= tasks, 60):
+            raise ScenarioError(f"Only {ledger.client.llen(reliability.MEMORY_KEY)} of {tasks} leak tasks ran "
+                                f"within 60 s. The worker's log:\n{workers[0].tail(15)}")
+        records = [json.loads(r) for r in ledger.client.lrange(reliability.MEMORY_KEY, 0, -1)]
+        return MemoryRun(title, tuple(options), records, [workers[0].display])
     finally:
         launcher.stop_together(workers)
         ledger.close()

@@ -23,7 +23,7 @@ import selfcheck
 from tests.helpers import NOTEBOOKS
 
 #: The chapters on the skeleton (all of them; chapters 07+ start on it).
-ON_SKELETON = [p for p in NOTEBOOKS if p.name[:2] in {"01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"}]
+ON_SKELETON = [p for p in NOTEBOOKS if p.name[:2] in {f"{n:02d}" for n in range(1, 13)}]
 SECTIONS = ["## 准备", "## 本章小结", "## 常见错误", "## 练习", "## 参考答案", "## 下一步"]
 HEADER = re.compile(r"\*\*预计用时：\*\*\s*\d+\s*分钟.*\*\*先修：\*\*.+\*\*学完你将得到：\*\*.+")
 #: What the prose never talks about: the test machinery.
