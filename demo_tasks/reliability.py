@@ -68,17 +68,33 @@ MEMORY_KEY = "ledger:memory"
 def work(self, seconds: float) -> float:
     """Record the start, work ``seconds``, record the finish; return ``seconds``."""
     ledger = _redis()
-    _step(ledger, self.request.id, "started")
-    ledger.hincrby(STARTED_KEY, self.request.id, 1)
+    _record(ledger, self.request.id, "started", STARTED_KEY)
     logger.info("working %.1f s", seconds)
     time.sleep(seconds)  # the work: a call, a file, a query
-    ledger.hincrby(FINISHED_KEY, self.request.id, 1)
-    _step(ledger, self.request.id, "finished")
+    _record(ledger, self.request.id, "finished", FINISHED_KEY)
     return seconds
 
 
-def _step(ledger: redis.Redis, task_id: str, what: str) -> None:
-    ledger.rpush(STEPS_KEY, json.dumps({"id": task_id, "step": what, "pid": os.getpid(), "t": time.time()}))
+@app.task(bind=True)
+def hold(self, key: str, timeout: float, at_least: float = 0.0) -> float:
+    """A long task whose end the caller decides: work until something is pushed onto the
+    list ``key`` (at most ``timeout`` s) and for ``at_least`` seconds in all; record the
+    start and the finish like work()."""
+    ledger = _redis()
+    _record(ledger, self.request.id, "started", STARTED_KEY)
+    started = time.monotonic()
+    ledger.blpop([key], timeout=timeout)
+    time.sleep(max(0.0, at_least - (time.monotonic() - started)))
+    _record(ledger, self.request.id, "finished", FINISHED_KEY)
+    return time.monotonic() - started
+
+
+def _record(ledger: redis.Redis, task_id: str, what: str, counter: str) -> None:
+    """The step and its count in one MULTI/EXEC: a reader never sees one without the other."""
+    with ledger.pipeline() as pipe:  # a transaction
+        pipe.rpush(STEPS_KEY, json.dumps({"id": task_id, "step": what, "pid": os.getpid(), "t": time.time()}))
+        pipe.hincrby(counter, task_id, 1)
+        pipe.execute()
 
 
 def _redis() -> redis.Redis:

@@ -290,9 +290,10 @@ def wait_running(ledger: Ledger, k: int, worker: launcher.Proc, timeout: float =
     return running
 
 
-def settled(ledger: Ledger, sender: Celery, workers: Sequence[launcher.Proc]) -> bool:
-    """Nothing queued, nothing taken-but-unacknowledged, nothing held or run by a living worker."""
-    if ledger.queued() or ledger.unacked():
+def settled(ledger: Ledger, sender: Celery, workers: Sequence[launcher.Proc], queue_only: bool = False) -> bool:
+    """Nothing queued, nothing taken-but-unacknowledged, nothing held or run by a living worker
+    (``queue_only``: Redis's unacknowledged messages not counted -- another worker holds some on purpose)."""
+    if ledger.queued() or (ledger.unacked() and not queue_only):
         return False
     alive = [w for w in workers if w.running()]
     if not alive:
@@ -300,10 +301,11 @@ def settled(ledger: Ledger, sender: Celery, workers: Sequence[launcher.Proc]) ->
     # limit: return as soon as every living worker answered (else inspect waits its whole timeout).
     nodes = [node_name(w) for w in alive]
     inspect = sender.control.inspect(destination=nodes, timeout=2.0, limit=len(nodes))
-    for reply in (inspect.active(), inspect.reserved()):
-        if reply is None or len(reply) < len(nodes) or any(reply.values()):
-            return False
-    return True
+    try:
+        replies = (inspect.active(), inspect.reserved())
+    except sender.connection_for_read().connection_errors:
+        return False  # a connection pooled before the broker restarted: the next poll makes a new one
+    return all(reply is not None and len(reply) == len(nodes) and not any(reply.values()) for reply in replies)
 
 
 def node_name(worker: launcher.Proc) -> str:
@@ -312,11 +314,11 @@ def node_name(worker: launcher.Proc) -> str:
 
 
 def wait_settled(ledger: Ledger, sender: Celery, workers: Sequence[launcher.Proc],
-                 timeout: float = SETTLE_TIMEOUT) -> None:
+                 timeout: float = SETTLE_TIMEOUT, queue_only: bool = False) -> None:
     in_a_row = [0]
 
     def twice() -> bool:
-        in_a_row[0] = in_a_row[0] + 1 if settled(ledger, sender, workers) else 0
+        in_a_row[0] = in_a_row[0] + 1 if settled(ledger, sender, workers, queue_only) else 0
         return in_a_row[0] >= 2
 
     if not launcher.wait_for(twice, timeout, interval=0.2):
@@ -329,11 +331,14 @@ def wait_settled(ledger: Ledger, sender: Celery, workers: Sequence[launcher.Proc
 
 def run_scenario(title: str, fault: Fault, *, settings: Sequence[str] = (), n: int = 4,
                  seconds: float = 1.0, k: int = 2, concurrency: int = 2,
-                 env: dict[str, str] | None = None) -> Run:
+                 env: dict[str, str] | None = None, timeout: float = 30) -> Run:
     """Send ``n`` tasks of ``seconds`` each to a worker with ``settings``; once ``k`` run,
     apply ``fault``; settle (a fresh worker with the same settings takes over unless
     the first survives); count. ``env``: variables for the first worker (``REMAP_SIGTERM``).
     Everything it started is stopped, on errors too."""
+    if not 1 <= k <= min(n, concurrency):
+        raise ValueError(f"k={k} tasks can never run at once with n={n} tasks sent to a worker of "
+                         f"concurrency={concurrency}: choose 1 <= k <= min(n, concurrency).")
     broker = launcher.start_embedded()
     sender = Celery(APP, broker=broker.url, backend=broker.url, set_as_current=False)
     ledger = Ledger(broker)
@@ -342,7 +347,7 @@ def run_scenario(title: str, fault: Fault, *, settings: Sequence[str] = (), n: i
         workers.append(start_worker(broker, "w1", settings, concurrency=concurrency, env=env))
         first = workers[0]
         sent = [sender.send_task(reliability.work.name, args=(seconds,)).id for _ in range(n)]
-        running = wait_running(ledger, k, first)
+        running = wait_running(ledger, k, first, timeout)
         children = first.children()
         mark = first.mark()
         hit = fault.apply(first, ledger)
@@ -401,26 +406,33 @@ PREFETCH_HEADERS = ["做法", "设置", "短任务", "被扣在 a 的", "等待�
 
 
 def prefetch_hostages(title: str, *, settings: Sequence[str] = (), options: Sequence[str] = (),
-                      shorts: int = 6, long_seconds: float = 3.0, short_seconds: float = 0.1) -> PrefetchRun:
-    """Worker a (one process) gets a long task and ``shorts`` short ones; once the long
-    one runs, worker b (one process, idle) starts. The short tasks a took before b
-    came wait behind the long one, though b is free: a prefetched them."""
+                      shorts: int = 6, short_seconds: float = 0.1, long_seconds: float = 3.0,
+                      timeout: float = 60) -> PrefetchRun:
+    """Worker a (one process) gets a long task and ``shorts`` short ones; once the long one
+    runs, worker b (one process, idle) starts and takes whatever a did not. The long task
+    (demo_tasks.reliability.hold) takes ``long_seconds`` and ends only once b is done and the
+    queue is empty: so the
+    short tasks a holds then -- it prefetched them -- wait behind it, however slowly b
+    started, and how many that is depends only on a's settings."""
     broker = launcher.start_embedded()
     sender = Celery(APP, broker=broker.url, backend=broker.url, set_as_current=False)
     ledger = Ledger(broker)
     workers: list[launcher.Proc] = []
+    release = "release-long-task"
     try:
         workers.append(start_worker(broker, "a", settings, concurrency=1, extra=options))
-        long_id = sender.send_task(reliability.work.name, args=(long_seconds,)).id
+        long_id = sender.send_task(reliability.hold.name, args=(release, timeout, long_seconds)).id
         sent_at: dict[str, float] = {}
         for _ in range(shorts):
             task_id = sender.send_task(reliability.work.name, args=(short_seconds,)).id
             sent_at[task_id] = time.time()
         wait_running(ledger, 1, workers[0])
         workers.append(start_worker(broker, "b", settings, concurrency=1, extra=options))
+        wait_settled(ledger, sender, workers[1:], timeout=timeout, queue_only=True)
+        ledger.client.rpush(release, "done")
         ids = [long_id, *sent_at]
-        if not launcher.wait_for(lambda: all(ledger.finished().get(t) for t in ids), long_seconds + 30):
-            raise ScenarioError(f"Not every task finished: {ledger.finished()}")
+        if not launcher.wait_for(lambda: all(ledger.finished().get(t) for t in ids), timeout):
+            raise ScenarioError(f"Not every task finished within {timeout:g} s: {ledger.finished()}")
         steps = ledger.steps()
         long_pid = next(s["pid"] for s in steps if s["id"] == long_id)
         started_by = {s["id"]: s["pid"] for s in steps if s["step"] == "started"}
@@ -436,6 +448,20 @@ def prefetch_hostages(title: str, *, settings: Sequence[str] = (), options: Sequ
         sender.close()
         broker.stop()
 
+def data_folder(name: str) -> Path:
+    """An empty folder for a broker's data: in the chapter's scratch folder when there is one
+    (a learner finds it in JupyterLab's file browser), else a temporary one. Remove it when done."""
+    scratch = current_scratch()
+    folder = scratch / name if scratch else Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def persistence(folder: Path) -> tuple[str, ...]:
+    """Valkey's options to write every command to an append-only file in ``folder`` before answering."""
+    return ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(folder))
+
 
 def broker_restart(title: str, *, persistent: bool, n: int = 4) -> Run:
     """Scenario 5: ``n`` tasks wait in the queue (no worker yet); the broker is SIGKILLed (a
@@ -443,13 +469,8 @@ def broker_restart(title: str, *, persistent: bool, n: int = 4) -> Run:
     its data folder; then a worker comes and takes what is there. ``persistent``: the
     broker writes every command to its append-only file before it answers
     (``--appendonly yes --appendfsync always``); else nothing ever reaches the disk."""
-    # Its data folder: in the chapter's scratch folder when there is one (a learner finds it in
-    # JupyterLab's file browser), else a temporary one; made empty first, removed at the end.
-    scratch = current_scratch()
-    folder = scratch / "valkey-data" if scratch else Path(tempfile.mkdtemp(prefix="valkey-data-"))
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    args = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(folder)) if persistent else ()
+    folder = data_folder("valkey-data-5") if persistent else None
+    args = persistence(folder) if folder else ()
     shown = "--appendonly yes --appendfsync always" if persistent else '--save "" --appendonly no'
     broker = launcher.start_embedded(extra_args=args)
     sender = Celery(APP, broker=broker.url, backend=broker.url, set_as_current=False)
@@ -472,6 +493,101 @@ def broker_restart(title: str, *, persistent: bool, n: int = 4) -> Run:
                    ledger.finished(), {t: ledger.state(t) for t in sent},
                    [restarted.proc.display, workers[0].display], {"w1": workers[0].log()},
                    {"queued_before": queued_before, "queued_after": queued_after}, ledger.steps())
+    finally:
+        launcher.stop_together(workers)
+        ledger.close()
+        sender.close()
+        broker.stop()
+        if restarted is not None:
+            restarted.stop()
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class SendRun:
+    """Scenario 6: a caller sends while the broker is down."""
+
+    title: str
+    #: One (outcome, seconds) per attempt: "sent", or the exception as the caller gets it.
+    attempts: list[tuple[str, float]]
+    policy: dict
+
+
+def send_while_down(title: str, *, retry: bool = True, attempts: int = 2) -> SendRun:
+    """The broker is SIGKILLed; the caller then tries ``attempts`` sends (``retry``: Celery's
+    publish retry policy, ``task_publish_retry_policy``; else one try). Then the broker comes
+    back on the same port and one more send goes through."""
+    broker = launcher.start_embedded()
+    sender = Celery(APP, broker=broker.url, set_as_current=False)  # no result backend: only the publish
+    restarted: launcher.Broker | None = None
+    try:
+        broker.proc.send_signal(signal.SIGKILL)
+        broker.proc.popen.wait(10)
+        broker.stop()
+        outcomes = []
+        for _ in range(attempts):
+            started = time.monotonic()
+            try:
+                sender.send_task(reliability.work.name, args=(0.1,), retry=retry)
+                outcome = "sent"
+            except Exception as exc:  # what the caller gets is the point
+                outcome = f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
+            outcomes.append((outcome, time.monotonic() - started))
+        restarted = launcher.start_embedded(broker.port)
+        started = time.monotonic()
+        sender.send_task(reliability.work.name, args=(0.1,), retry=retry)
+        outcomes.append(("sent", time.monotonic() - started))
+        with restarted.client(timeout=5) as conn:
+            if conn.llen(QUEUE) != 1:
+                raise ScenarioError(f"After the broker came back, {conn.llen(QUEUE)} messages are queued, not 1")
+        return SendRun(title, outcomes, dict(sender.conf.task_publish_retry_policy))
+    finally:
+        sender.close()
+        broker.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
+def broker_outage(title: str, *, settings: Sequence[str] = (), n: int = 2, seconds: float = 2.0) -> Run:
+    """Scenario 6: ``n`` tasks run when the broker (persistent: every command in its append-only
+    file) is SIGKILLed; it is started again on the same port at once. A worker that survives
+    reconnects; one that does not is replaced by a fresh one, as a process supervisor would
+    (systemd's Restart=, a container's restart policy). Then settle and count."""
+    folder = data_folder(f"valkey-data-6-{len(settings)}")
+    broker = launcher.start_embedded(extra_args=persistence(folder))
+    sender = Celery(APP, broker=broker.url, backend=broker.url, set_as_current=False)
+    ledger = Ledger(broker)
+    restarted: launcher.Broker | None = None
+    workers: list[launcher.Proc] = []
+    try:
+        workers.append(start_worker(broker, "w1", settings))
+        first = workers[0]
+        sent = [sender.send_task(reliability.work.name, args=(seconds,)).id for _ in range(n)]
+        running = wait_running(ledger, n, first)
+        mark = first.mark()
+        ledger.close()
+        broker.proc.send_signal(signal.SIGKILL)
+        broker.proc.popen.wait(10)
+        broker.stop()
+        first.wait_until(lambda: "Connection to broker lost" in first.log(mark), 30,
+                         waiting_for="a log line saying the connection to the broker was lost")
+        restarted = launcher.start_embedded(broker.port, extra_args=persistence(folder))
+        ledger = Ledger(restarted)
+        # A new client for the restarted server: the old one's pooled connections are dead.
+        sender.close()
+        sender = Celery(APP, broker=restarted.url, backend=restarted.url, set_as_current=False)
+        launcher.wait_for(lambda: not first.running() or "Connected to" in first.log(mark), 30)
+        survived = first.running()
+        if not survived:
+            workers.append(start_worker(restarted, "w2", settings))
+        wait_settled(ledger, sender, workers)
+        finished = ledger.finished()
+        hit = [t for t in running if not survived or not finished.get(t)]
+        return Run(title, "Broker 被 SIGKILL，立刻在同一端口重启（持久化）", tuple(settings), sent, running, hit,
+                   ledger.started(), finished, {t: ledger.state(t) for t in sent}, [w.display for w in workers],
+                   {node_name(w).split("@")[0]: w.log(mark if w is first else 0) for w in workers},
+                   {"worker_survived": survived, "exit_code": first.popen.returncode}, ledger.steps())
     finally:
         launcher.stop_together(workers)
         ledger.close()
@@ -717,3 +833,80 @@ CHILD_KILLS = (child_killed_early_ack, child_killed_late_ack, child_killed_late_
 SHUTDOWNS = (warm_shutdown, cold_shutdown, cold_shutdown_late_ack, soft_shutdown, remapped_sigterm,
              runtime_stop_early_ack, runtime_stop_late_ack)
 PREFETCH = (prefetch_default, prefetch_one, prefetch_one_late_ack, prefetch_disabled)
+
+
+def broker_restart_volatile() -> Run:
+    """Scenario 5: the broker without persistence (the course's default) crashes with tasks queued."""
+    return broker_restart("Broker 重启，不持久化", persistent=False)
+
+
+def broker_restart_persistent() -> Run:
+    """Scenario 5: the same broker writing every command to its append-only file first."""
+    return broker_restart("Broker 重启，AOF 持久化", persistent=True)
+
+
+def send_with_retry() -> SendRun:
+    """Scenario 6: sending while the broker is down, with Celery's publish retry policy (the default)."""
+    return send_while_down("发布重试（默认）")
+
+
+def send_without_retry() -> SendRun:
+    """Scenario 6: the same with ``retry=False``."""
+    return send_while_down("retry=False", retry=False)
+
+
+def outage_early_ack() -> Run:
+    """Scenario 6: the broker restarts under a busy worker (early acknowledgement): it reconnects."""
+    return broker_outage("早确认，Broker 重启")
+
+
+def outage_late_ack() -> Run:
+    """Scenario 6: the same with acks_late (kombu 5.7: the worker dies; a fresh one re-runs the tasks)."""
+    return broker_outage("晚确认，Broker 重启", settings=(ACKS_LATE,))
+
+
+#: Retry storing results while the backend is away, at most 30 times, at most 1 s apart.
+BACKEND_RETRY = ("result.backend_always_retry=true", "result.backend_max_retries=30",
+                 "result.backend_max_sleep_between_retries_ms=1000")
+
+
+def backend_down() -> BackendRun:
+    """Scenario 7: the result backend goes down while tasks run (default settings)."""
+    return backend_outage("默认")
+
+
+def backend_down_retry() -> BackendRun:
+    """Scenario 7: the same with result_backend_always_retry."""
+    return backend_outage("一直重试", settings=BACKEND_RETRY)
+
+
+#: A worker's pool process is replaced once its resident memory passes this (KiB): 150 MB.
+MAX_MEMORY_KIB = 150 * 1024
+
+
+def memory_default() -> MemoryRun:
+    """Scenario 9: a leaking task on a worker with default settings: its pool process only grows."""
+    return memory_growth("默认")
+
+
+def memory_max_tasks() -> MemoryRun:
+    """Scenario 9: --max-tasks-per-child=3: a new pool process every 3 tasks."""
+    return memory_growth("每 3 个任务换一个子进程", options=("--max-tasks-per-child=3",))
+
+
+def memory_max_memory() -> MemoryRun:
+    """Scenario 9: --max-memory-per-child: a new pool process once the old one passed 150 MB."""
+    return memory_growth("超过 150 MB 换一个子进程", options=(f"--max-memory-per-child={MAX_MEMORY_KIB}",))
+
+
+def outage_late_ack_cancel() -> Run:
+    """Scenario 6: acks_late and worker_cancel_long_running_tasks_on_connection_loss (True in Celery 6)."""
+    return broker_outage("晚确认 + 断线即取消，Broker 重启",
+                         settings=(ACKS_LATE, "worker.cancel_long_running_tasks_on_connection_loss=true"))
+
+
+BROKER_RESTARTS = (broker_restart_volatile, broker_restart_persistent)
+SENDS = (send_with_retry, send_without_retry)
+OUTAGES = (outage_early_ack, outage_late_ack, outage_late_ack_cancel)
+BACKENDS = (backend_down, backend_down_retry)
+MEMORY = (memory_default, memory_max_tasks, memory_max_memory)

@@ -84,9 +84,17 @@ def answers_control(proc: Proc, url: str, node: str, timeout: float) -> None:
     from celery import Celery
 
     probe = Celery("answers-control", broker=url, set_as_current=False)
+
+    def answered() -> bool:
+        try:
+            return bool(probe.control.ping(destination=[node], timeout=0.5, limit=1))
+        except probe.connection_for_write().connection_errors:
+            # kombu pools producers per broker URL, across apps: after the broker restarted,
+            # the first use of a pooled connection fails; the next one connects afresh.
+            return False
+
     try:
-        proc.wait_until(lambda: bool(probe.control.ping(destination=[node], timeout=0.5, limit=1)),
-                        timeout, waiting_for=f"an answer of {node} to a ping", interval=0,
+        proc.wait_until(answered, timeout, waiting_for=f"an answer of {node} to a ping", interval=0,
                         advice="Its log says it is ready; is its remote control on, and is the "
                                "broker overloaded?", stop_on_failure=True)
     finally:

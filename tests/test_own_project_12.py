@@ -1,6 +1,7 @@
 """Chapter 12's own-project block: the reliability settings (late acknowledgement, a task
 whose pool process died goes back to the queue, one message prefetched per process, a
-visibility timeout, a soft shutdown), appended to the ``proj/settings.py`` of the project of
+visibility timeout, a soft shutdown, a memory limit per pool process, retries of a result
+the backend could not store), appended to the ``proj/settings.py`` of the project of
 chapters 05-11, assembled as printed (tests/own_project.py) and run by a real worker.
 
 The worker reports every setting (``inspect conf``/``inspect stats``). Then what the block
@@ -48,6 +49,9 @@ EXPECTED_CONF = {
     "CELERY_WORKER_PREFETCH_MULTIPLIER": 1,
     "CELERY_BROKER_TRANSPORT_OPTIONS": {"visibility_timeout": 7200},
     "CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT": 20.0,
+    "CELERY_WORKER_MAX_MEMORY_PER_CHILD": 500_000,
+    "CELERY_RESULT_BACKEND_ALWAYS_RETRY": True,
+    "CELERY_RESULT_BACKEND_MAX_RETRIES": 10,
 }
 
 

@@ -1,39 +1,49 @@
 """Chapter 12's fault harness (instruments.faults) against real processes.
 
-Every scenario of the catalogue (KILLS, CHILD_KILLS, SHUTDOWNS, PREFETCH) runs once,
-on a Valkey and real `celery` workers of its own: each group side by side
-(faults.side_by_side) in a module-scoped fixture, and the tests below are
-parametrized over the results, so the suite pays for each scenario once.
+Every scenario of the catalogue (KILLS, CHILD_KILLS, SHUTDOWNS, PREFETCH, BROKER_RESTARTS,
+SENDS, OUTAGES, BACKENDS, MEMORY) runs once, on Valkeys and real `celery` workers of its
+own, all at the same time (faults.side_by_side, BATCHES) in a module-scoped fixture, and
+the tests below are parametrized over the results, so the suite pays for each scenario once.
 
 What they prove, per scenario: the counts the chapter prints (once, twice, lost,
 rerun) and the states the result backend holds; the invariants that hold whatever
 the machine (every task counted once; nothing is lost or run twice that the fault
 did not hit; nothing lost where Celery promises it); that each worker's displayed
 command carries the settings exactly as the chapter gives them; that a scenario
-leaves no process behind. Then the failure paths (clear errors within their
-timeouts, nothing left running) and launcher.Proc's send_signal() and children().
+leaves no process and no data folder behind. For part 2: what a broker restart keeps
+with and without persistence; what a caller gets when it sends to a broker that is
+down, with Celery's publish retry policy and without, and how long it waits; what a
+broker restart does to a busy worker (and the kombu 5.7 bug that kills a late-ack one);
+what a result backend outage costs; how a leaking pool process grows and is replaced.
+Then the failure paths (clear errors within their timeouts, nothing left running) and
+launcher.Proc's send_signal() and children().
 """
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import os
 import re
 import signal
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 import pytest
 import redis
 from celery import Celery
+from celery.app.defaults import DEFAULTS
 
 import launcher
 from demo_tasks import reliability
 from instruments import faults
-from launcher import procs
+from launcher import procs, scratch
 from launcher.procs import group_alive, session_processes, sweep
 from tests.helpers import alive, returns_within
 
@@ -65,8 +75,8 @@ class Expected:
     linux_only: bool = False
 
 
-def counts(once: int, lost: int, rerun: int = 0, twice: int = 0) -> dict[str, int]:
-    return {"sent": SENT, "once": once, "twice": twice, "lost": lost, "rerun": rerun}
+def counts(once: int, lost: int, rerun: int = 0, twice: int = 0, sent: int = SENT) -> dict[str, int]:
+    return {"sent": sent, "once": once, "twice": twice, "lost": lost, "rerun": rerun}
 
 
 PLAIN = "--without-heartbeat"  # the last option of every worker without settings
@@ -110,17 +120,65 @@ PREFETCH_EXPECTED = {
     "prefetch_one_late_ack": (0, " --prefetch-multiplier=1 -- task.acks_late=true"),
     "prefetch_disabled": (0, " --disable-prefetch"),
 }
+
+
+def default(function: Callable, parameter: str):
+    """A parameter's default: what the chapter's scenarios run with."""
+    return inspect.signature(function).parameters[parameter].default
+
+
+#: Scenario 5 (broker_restart sends 4): counts, what the backend holds, what is queued after the
+#: restart (before it: all 4), and the broker's persistence as the table shows it.
+RESTART_EXPECTED = {
+    "broker_restart_volatile": (counts(once=0, lost=4), {"（无）": 4}, 0, '--save "" --appendonly no'),
+    "broker_restart_persistent": (counts(once=4, lost=0), {"SUCCESS": 4}, 4, "--appendonly yes --appendfsync always"),
+}
+#: Scenario 6, the caller (send_while_down): how many sends fail (SEND_BOUNDS: how long each takes).
+SEND_ATTEMPTS = default(faults.send_while_down, "attempts")
+#: Scenario 6, a busy worker (broker_outage sends 2): counts, and whether the first worker survived.
+OUTAGE_SENT = default(faults.broker_outage, "n")
+OUTAGE_EXPECTED = {
+    "outage_early_ack": (counts(once=OUTAGE_SENT, lost=0, sent=OUTAGE_SENT), True),
+    # kombu 5.7: the worker dies (test_kombu_5_7_bug_...); a fresh one runs every task again.
+    "outage_late_ack": (counts(once=0, twice=OUTAGE_SENT, lost=0, rerun=OUTAGE_SENT, sent=OUTAGE_SENT), False),
+    "outage_late_ack_cancel": (counts(once=0, twice=OUTAGE_SENT, lost=0, rerun=OUTAGE_SENT, sent=OUTAGE_SENT),
+                               False),
+}
+#: Scenario 7 (backend_outage sends 2 tasks of 1 s): the summary row after the title and settings
+#: (sent, finished, stored, got by the caller), what the backend holds, what get() gives, the log line.
+BACKEND_SENT = default(faults.backend_outage, "n")
+BACKEND_EXPECTED = {
+    "backend_down": ([BACKEND_SENT, BACKEND_SENT, 0, 0], "", "TimeoutError", "Exception raised outside body"),
+    "backend_down_retry": ([BACKEND_SENT] * 4, "SUCCESS", repr(default(faults.backend_outage, "seconds")),
+                           "Failed operation _store_result"),
+}
+#: Scenario 9 (memory_growth: 6 runs of leak(40) on one pool process).
+LEAKS, LEAK_MB = default(faults.memory_growth, "tasks"), default(faults.memory_growth, "mb")
+MEMORY_OPTIONS = {"memory_default": "", "memory_max_tasks": "--max-tasks-per-child=3",
+                  "memory_max_memory": f"--max-memory-per-child={faults.MAX_MEMORY_KIB}"}
+
 GROUPS = {"kills": faults.KILLS, "child_kills": faults.CHILD_KILLS, "shutdowns": faults.SHUTDOWNS,
-          "prefetch": faults.PREFETCH}
+          "prefetch": faults.PREFETCH, "broker_restarts": faults.BROKER_RESTARTS, "sends": faults.SENDS,
+          "outages": faults.OUTAGES, "backends": faults.BACKENDS, "memory": faults.MEMORY}
 SCENARIOS = [f.__name__ for f in (*faults.KILLS, *faults.CHILD_KILLS, *faults.SHUTDOWNS)]
 PREFETCH = [f.__name__ for f in faults.PREFETCH]
+RESTARTS = [f.__name__ for f in faults.BROKER_RESTARTS]
+SENDS = [f.__name__ for f in faults.SENDS]
+OUTAGES = [f.__name__ for f in faults.OUTAGES]
+BACKENDS = [f.__name__ for f in faults.BACKENDS]
+MEMORY = [f.__name__ for f in faults.MEMORY]
 
 
 def test_every_scenario_of_the_catalogue_has_its_expectations():
     assert sorted(EXPECTED) == sorted(SCENARIOS)
     assert sorted(PREFETCH_EXPECTED) == sorted(PREFETCH)
     assert all(EXPECTED[f.__name__].group == group for group, fs in GROUPS.items() for f in fs
-               if group != "prefetch")
+               if group in ("kills", "child_kills", "shutdowns"))
+    for names, expected in ((RESTARTS, RESTART_EXPECTED), (SENDS, SEND_BOUNDS), (OUTAGES, OUTAGE_EXPECTED),
+                            (BACKENDS, BACKEND_EXPECTED), (MEMORY, MEMORY_OPTIONS)):
+        assert sorted(names) == sorted(expected)
+    assert sorted(g for batch in BATCHES for g in batch) == sorted(GROUPS), "every group runs, once"
+    assert default(faults.broker_restart, "n") == default(faults.run_scenario, "n") == SENT
 
 
 # --- Running each group once ------------------------------------------------------------------
@@ -147,10 +205,13 @@ class RecordingLedger(faults.Ledger):
 
 
 @dataclass
-class GroupRun:
-    results: dict[str, object]
-    #: Processes started by the group that were still there when it returned (swept since).
-    leftovers: list[str]
+class Catalogue:
+    #: Each scenario's result, by its function's name.
+    results: dict[str, object] = field(default_factory=dict)
+    #: Per batch: the processes it started that were still there when it returned (swept since).
+    leftovers: dict[str, list[str]] = field(default_factory=dict)
+    #: Every data folder a scenario asked faults.data_folder() for.
+    folders: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -184,36 +245,44 @@ def marked() -> Iterator[Marked]:
                 sweep(token, timeout=5, variable=MARK)
 
 
-def run_group(calls: Sequence[Callable[[], object]]) -> GroupRun:
-    with marked() as box, pytest.MonkeyPatch.context() as mp:
+#: The groups that run at the same time, one faults.side_by_side() call each.
+BATCHES = (tuple(GROUPS),)
+if os.environ.get("HELPER_BATCHES"):
+    BATCHES = tuple(tuple(b.split("+")) for b in os.environ["HELPER_BATCHES"].split(","))
+
+
+def batch_id(batch: Sequence[str]) -> str:
+    return "+".join(batch)
+
+
+def recording(data_folder: Callable[[str], Path], folders: list[Path]) -> Callable[[str], Path]:
+    def record(name: str) -> Path:
+        folder = data_folder(name)
+        folders.append(folder)
+        return folder
+    return record
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    out = Catalogue()
+    with pytest.MonkeyPatch.context() as mp:
         mp.setattr(faults, "Ledger", RecordingLedger)
-        results = faults.side_by_side(*calls)
-    return GroupRun({f.__name__: r for f, r in zip(calls, results, strict=True)}, box.leftovers)
-
-
-@pytest.fixture(scope="module")
-def kills() -> GroupRun:
-    return run_group(faults.KILLS)
-
-
-@pytest.fixture(scope="module")
-def child_kills() -> GroupRun:
-    return run_group(faults.CHILD_KILLS)
-
-
-@pytest.fixture(scope="module")
-def shutdowns() -> GroupRun:
-    return run_group(faults.SHUTDOWNS)
-
-
-@pytest.fixture(scope="module")
-def prefetch() -> GroupRun:
-    return run_group(faults.PREFETCH)
+        mp.setattr(faults, "data_folder", recording(faults.data_folder, out.folders))
+        # A scratch folder another test of this process left current would hold the data folders:
+        # here they go to temporary folders (test_data_folder_... covers the scratch).
+        mp.setattr(scratch, "_current", None)
+        for batch in BATCHES:
+            calls = [f for group in batch for f in GROUPS[group]]
+            with marked() as box:
+                results = faults.side_by_side(*calls)
+            out.results.update({f.__name__: r for f, r in zip(calls, results, strict=True)})
+            out.leftovers[batch_id(batch)] = box.leftovers
+    return out
 
 
 def result(request, name: str):
-    group = EXPECTED[name].group if name in EXPECTED else "prefetch"
-    return request.getfixturevalue(group).results[name]
+    return request.getfixturevalue("catalogue").results[name]
 
 
 # --- The fault scenarios ---------------------------------------------------------------------
@@ -294,9 +363,20 @@ def test_the_worker_shows_the_fault_and_its_pool(request, name):
         assert run.notes == {"children_alive": False}
 
 
-@pytest.mark.parametrize("group", GROUPS)
-def test_a_group_leaves_no_process_behind(request, group):
-    assert request.getfixturevalue(group).leftovers == []
+@pytest.mark.parametrize("batch", [batch_id(b) for b in BATCHES])
+def test_the_scenarios_leave_no_process_behind(catalogue, batch):
+    assert catalogue.leftovers[batch] == []
+
+
+def test_the_scenarios_leave_no_data_folder_behind(catalogue):
+    """The persistent broker_restart and every broker_outage made one (in a temporary folder: no
+    scratch here), a new one each, and removed it, the restarted broker's append-only file with it."""
+    folders = catalogue.folders
+    persistent = [n for n in RESTARTS if RESTART_EXPECTED[n][2]]
+    assert len(folders) == len(persistent) + len(OUTAGES) == len(set(folders)), folders
+    assert all(f.parent == Path(tempfile.gettempdir()) and f.name.startswith("valkey-data-") for f in folders), \
+        folders
+    assert [f for f in folders if f.exists()] == []
 
 
 # --- Prefetch ---------------------------------------------------------------------------------
@@ -336,6 +416,243 @@ def test_held_tasks_wait_for_the_long_one_and_the_others_do_not(request, name):
         else:  # worker b, free, ran it beside the long task
             assert started[t]["pid"] != long_pid
             assert started[t]["t"] < long_end, f"{t} waited behind the long task though a does not hold it"
+
+
+# --- Scenario 5: the broker restarts with tasks queued -----------------------------------------
+
+@pytest.mark.parametrize("name", RESTARTS)
+def test_a_restarted_broker_keeps_the_queue_only_with_persistence(catalogue, name):
+    run: faults.Run = catalogue.results[name]
+    want, states, queued_after, shown = RESTART_EXPECTED[name]
+    assert run.counts() == want, run.logs
+    assert run.state_counts() == states
+    assert run.notes == {"queued_before": SENT, "queued_after": queued_after}
+    assert run.hit == run.sent and run.running_at_fault == [], "the crash hit every task: all were queued"
+    assert run.settings == (shown,) and run.row()[1] == shown
+    if queued_after:  # what came back ran once each, on the worker that came after the restart
+        assert run.started == run.finished == dict.fromkeys(run.sent, 1)
+        assert {run.states[t] for t in run.sent} == {"SUCCESS"}
+    else:  # nothing reached the disk: no message to run, and nothing stored for the caller either
+        assert run.started == run.finished == {} and run.steps == []
+        assert {run.states[t] for t in run.sent} == {""}
+
+
+@pytest.mark.parametrize("name", RESTARTS)
+def test_the_broker_restarts_on_its_port_with_its_data_folder(catalogue, name):
+    run: faults.Run = catalogue.results[name]
+    valkey, worker = run.commands
+    port = re.search(r" --port (\d+) ", valkey)
+    assert port, valkey
+    assert worker.startswith(f"REDIS_URL=redis://127.0.0.1:{port[1]}/0 celery -A demo_tasks.reliability worker ")
+    folder = re.search(r" --appendonly yes --appendfsync always --dir (\S+)$", valkey)
+    if RESTART_EXPECTED[name][2]:
+        assert folder and Path(folder[1]) in catalogue.folders, valkey
+    else:
+        assert folder is None and "--appendonly yes" not in valkey, valkey
+
+
+# --- Scenario 6: sending while the broker is down -----------------------------------------------
+
+#: Celery's own defaults, as the scenario's sender has them.
+RETRY_POLICY = DEFAULTS["task_publish_retry_policy"]
+CONNECTION_TIMEOUT = DEFAULTS["broker_connection_timeout"]
+#: How long a send may take that does not wait out a timeout: generous, for a loaded machine.
+QUICK = 5.0
+
+
+def policy_pauses(policy: dict) -> float:
+    """What a publish retried under ``policy`` sleeps, at least, before it gives up: one pause per retry."""
+    return sum(min(policy["interval_start"] + i * policy["interval_step"], policy["interval_max"])
+               for i in range(policy["max_retries"]))
+
+
+#: How long each failed send takes: with Celery's default publish retry policy, its pauses
+#: (0 + 0.2 + 0.4 s) and little more; with retry=False, more than broker_connection_timeout (4 s):
+#: kombu still retries the connection (after 2 s, then 4 s more) until that much time has passed.
+SEND_BOUNDS = {"send_with_retry": (0.9 * policy_pauses(RETRY_POLICY), QUICK),
+               "send_without_retry": (CONNECTION_TIMEOUT, 15.0)}
+
+
+@pytest.mark.parametrize("name", SENDS)
+def test_a_send_to_a_broker_that_is_down_raises_and_one_after_it_is_back_goes_through(catalogue, name):
+    run: faults.SendRun = catalogue.results[name]
+    *failed, (last, last_seconds) = run.attempts
+    assert len(failed) == SEND_ATTEMPTS, run.attempts
+    for outcome, _ in failed:
+        assert outcome.startswith("kombu.exceptions.OperationalError: "), outcome
+        if LINUX:  # the errno's text is the platform's
+            assert re.fullmatch(r"kombu\.exceptions\.OperationalError: "
+                                r"Error 111 connecting to 127\.0\.0\.1:\d+\. Connection refused\.", outcome)
+    assert last == "sent" and last_seconds < QUICK
+    assert run.policy == RETRY_POLICY, "the scenario's sender keeps Celery's default policy"
+
+
+@pytest.mark.parametrize("name", SENDS)
+def test_a_failed_send_gives_up_within_its_bounds(catalogue, name):
+    low, high = SEND_BOUNDS[name]
+    for outcome, seconds in catalogue.results[name].attempts[:-1]:
+        assert low <= seconds < high, (outcome, seconds)
+
+
+def test_retry_false_is_slower_than_celerys_default_retries(catalogue):
+    """retry=False skips the publish retry policy (a few short pauses), but not kombu's connection
+    retries (every 2 s until broker_connection_timeout has passed): each failed send takes longer."""
+    retried, once = (catalogue.results[n].attempts[:-1] for n in ("send_with_retry", "send_without_retry"))
+    assert max(s for _, s in retried) < min(s for _, s in once), (retried, once)
+
+
+# --- Scenario 6: the broker restarts under a busy worker ----------------------------------------
+
+@pytest.mark.parametrize("name", OUTAGES)
+def test_a_broker_restart_under_a_busy_worker(catalogue, name):
+    run: faults.Run = catalogue.results[name]
+    want, survives = OUTAGE_EXPECTED[name]
+    assert run.counts() == want, run.logs
+    assert run.state_counts() == {"SUCCESS": OUTAGE_SENT}
+    assert sorted(run.running_at_fault) == sorted(run.sent), "every task sent was running when the broker went"
+    assert run.notes == {"worker_survived": survives, "exit_code": None if survives else 1}
+    assert "Connection to broker lost" in run.logs["w1"]
+    if survives:  # it reconnected, and its tasks finished once
+        assert "Connected to redis://" in run.logs["w1"], run.logs["w1"]
+        assert run.hit == [] and run.restart_gaps() == {}
+    else:  # the fresh worker ran every task again, in processes of its own
+        assert run.hit == run.sent and sorted(run.restart_gaps()) == sorted(run.sent)
+        first = {s["id"]: s["pid"] for s in reversed(run.steps) if s["step"] == "started"}
+        again = {s["id"]: s["pid"] for s in run.steps if s["step"] == "started"}
+        assert all(first[t] != again[t] for t in run.sent), run.steps
+
+
+@pytest.mark.parametrize("name", OUTAGES)
+def test_an_outage_worker_shows_its_settings_and_the_same_broker(catalogue, name):
+    run: faults.Run = catalogue.results[name]
+    survives = OUTAGE_EXPECTED[name][1]
+    nodes = ["w1"] if survives else ["w1", "w2"]
+    assert sorted(run.logs) == nodes and len(run.commands) == len(nodes)
+    url = re.match(r"REDIS_URL=(redis://127\.0\.0\.1:\d+/0) ", run.commands[0])
+    assert url, run.commands[0]
+    tail = " -- " + " ".join(run.settings) if run.settings else PLAIN
+    for command, node in zip(run.commands, nodes, strict=True):
+        assert command.startswith(f"{url[0]}celery -A demo_tasks.reliability worker --loglevel=INFO -n {node}@%h ")
+        assert command.endswith(tail), command
+
+
+KOMBU_5_7_BUG = "Unrecoverable error: AttributeError(\"'NoneType' object has no attribute 'hostname'\")"
+
+
+@pytest.mark.parametrize("name", [n for n in OUTAGES if not OUTAGE_EXPECTED[n][1]])
+def test_kombu_5_7_bug_kills_a_late_ack_worker_when_the_broker_restarts(catalogue, name):
+    """When this fails, a kombu upgrade fixed it: the chapter's text and OUTAGE_EXPECTED change."""
+    run: faults.Run = catalogue.results[name]
+    assert KOMBU_5_7_BUG in run.logs["w1"], run.logs["w1"]
+    assert KOMBU_5_7_BUG not in run.logs["w2"]
+
+
+def test_a_worker_that_survives_the_restart_has_no_kombu_bug(catalogue):
+    assert KOMBU_5_7_BUG not in catalogue.results["outage_early_ack"].logs["w1"]
+
+
+# --- Scenario 7: the result backend goes down ---------------------------------------------------
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_result_backend_outage(catalogue, name):
+    run: faults.BackendRun = catalogue.results[name]
+    row, state, seen, log = BACKEND_EXPECTED[name]
+    assert run.row() == [run.title, " ".join(run.settings) or "（默认）", *row]
+    assert len(run.sent) == BACKEND_SENT
+    assert run.finished == dict.fromkeys(run.sent, 1), "the ledger: every task ran, once"
+    assert run.states == dict.fromkeys(run.sent, state), "what the backend holds once it is back"
+    assert run.seen == dict.fromkeys(run.sent, seen), "what the caller's get() gave"
+    assert log in run.log, run.log
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_the_backend_is_a_server_of_its_own(catalogue, name):
+    run: faults.BackendRun = catalogue.results[name]
+    (command,) = run.commands
+    urls = re.match(r"REDIS_URL=(redis://127\.0\.0\.1:\d+/0) CELERY_RESULT_BACKEND=(redis://127\.0\.0\.1:\d+/0) "
+                    r"celery -A demo_tasks\.reliability worker ", command)
+    assert urls and urls[1] != urls[2], command
+    assert run.settings == (faults.BACKEND_RETRY if name == "backend_down_retry" else ())
+    assert command.endswith(" -- " + " ".join(run.settings) if run.settings else PLAIN), command
+
+
+# --- Scenario 9: a leaking task -----------------------------------------------------------------
+
+def pids_in_order(run: faults.MemoryRun) -> list[int]:
+    return list(dict.fromkeys(r["pid"] for r in run.records))
+
+
+@pytest.mark.parametrize("name", MEMORY)
+def test_every_leak_runs_on_one_pool_process_at_a_time(catalogue, name):
+    run: faults.MemoryRun = catalogue.results[name]
+    assert len(run.records) == LEAKS and run.peak() == max(r["rss_mb"] for r in run.records)
+    option = MEMORY_OPTIONS[name]
+    (command,) = run.commands
+    assert " --concurrency=1 " in command and command.endswith(f" {option}" if option else PLAIN), command
+    assert run.options == ((option,) if option else ())
+    pids = [r["pid"] for r in run.records]
+    for pid in pids_in_order(run):  # one process after the other: each ran a run of consecutive tasks
+        first, last = pids.index(pid), len(pids) - 1 - pids[::-1].index(pid)
+        assert set(pids[first:last + 1]) == {pid}, pids
+        rss = [r["rss_mb"] for r in run.records[first:last + 1]]
+        # each task keeps 40 MB more in its process, for good
+        assert all(LEAK_MB - 10 <= b - a <= LEAK_MB + 10 for a, b in itertools.pairwise(rss)), rss
+
+
+def test_by_default_the_pool_process_only_grows(catalogue):
+    run: faults.MemoryRun = catalogue.results["memory_default"]
+    assert run.processes == 1
+    rss = [r["rss_mb"] for r in run.records]
+    assert rss == sorted(set(rss)) and run.peak() == rss[-1], "strictly increasing: nothing is ever given back"
+
+
+def test_max_tasks_per_child_replaces_the_pool_process_after_that_many_tasks(catalogue):
+    run: faults.MemoryRun = catalogue.results["memory_max_tasks"]
+    limit = int(MEMORY_OPTIONS["memory_max_tasks"].split("=")[1])
+    pids = pids_in_order(run)
+    assert len(pids) == -(-LEAKS // limit) == run.processes == 2
+    assert [r["pid"] for r in run.records] == [pids[i // limit] for i in range(LEAKS)], \
+        f"a new process for task {limit + 1}"
+    assert abs(run.records[limit]["rss_mb"] - run.records[0]["rss_mb"]) < LEAK_MB / 2, \
+        "the new process starts where the first one did"
+
+
+def test_max_memory_per_child_replaces_the_pool_process_after_the_task_that_crossed_it(catalogue):
+    run: faults.MemoryRun = catalogue.results["memory_max_memory"]
+    limit_mb = faults.MAX_MEMORY_KIB / 1024
+    assert run.processes == 2, run.records
+    _, second = pids_in_order(run)
+    rss = [r["rss_mb"] for r in run.records]
+    crossing = next(i for i, mb in enumerate(rss) if mb > limit_mb)
+    last_of_first = [r["pid"] for r in run.records].index(second) - 1
+    assert last_of_first == crossing, f"the first process is not the one that crossed {limit_mb:g} MB last: {rss}"
+    assert abs(rss[crossing + 1] - rss[0]) < LEAK_MB / 2, "the new process starts where the first one did"
+    assert max(rss[crossing + 1:]) > limit_mb, "and in its turn grows past the limit"
+
+
+# --- faults.data_folder -------------------------------------------------------------------------
+
+def test_data_folder_is_in_the_chapters_scratch_or_else_a_new_temporary_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(scratch, "_current", None)
+    made = [faults.data_folder("valkey-data-test") for _ in range(2)]
+    try:
+        assert made[0] != made[1]
+        for folder in made:
+            assert folder.parent == Path(tempfile.gettempdir()) and folder.name.startswith("valkey-data-test-")
+            assert folder.is_dir() and list(folder.iterdir()) == []
+    finally:
+        for folder in made:
+            folder.rmdir()
+    monkeypatch.setattr(scratch, "_current", tmp_path)
+    (tmp_path / "valkey-data-test").mkdir()
+    (tmp_path / "valkey-data-test" / "appendonly.aof").write_text("left from before")
+    folder = faults.data_folder("valkey-data-test")
+    assert folder == tmp_path / "valkey-data-test", "a learner finds it in the chapter's scratch folder"
+    assert folder.is_dir() and list(folder.iterdir()) == [], "emptied"
+
+
+def test_persistence_writes_every_command_to_an_append_only_file_in_the_folder(tmp_path):
+    assert faults.persistence(tmp_path) == ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
 
 
 # --- Failure paths: clear errors, fast, and nothing left --------------------------------------
@@ -472,3 +789,9 @@ def test_send_signal_reaches_the_main_process_alone_or_its_whole_group():
     finally:
         proc.stop()
     assert proc.stopped_by is None, "stop() found nothing left to stop"
+
+
+@pytest.mark.parametrize("kwargs", [{"k": 3}, {"n": 1}, {"k": 0}], ids=["k>concurrency", "n<k", "k=0"])
+def test_a_scenario_whose_k_tasks_can_never_run_at_once_is_refused_before_anything_starts(kwargs):
+    with leaves_nothing_behind(), pytest.raises(ValueError, match=r"can never run at once .* choose 1 <= k"):
+        returns_within(5, lambda: faults.run_scenario("坏输入", faults.WARM, **kwargs), "run_scenario() with bad k")

@@ -45,10 +45,13 @@
                             the polled one) and done (the video, poster and GIF preview).
                             Alone: `make_pictures.py video_done.png` (any of the three)
                             makes the three, in a stack of their own.
+11. reliability_summary.png  drawn by reliability_summary.py from chapter 12's fault
+                            scenarios run for real (each on its own Valkey and workers):
+                            per scenario, how many tasks finished once, twice or were lost.
 
 One picture alone: `make_pictures.py NAME.png` for celery_architecture.png,
-flower_broker.png, a picture of items 5-9 (a script that draws two makes both)
-or of item 10.
+flower_broker.png, a picture of items 5-9 or 11 (a script that draws two makes
+both) or of item 10.
 
 Everything runs on an embedded broker on a free port and is stopped at the
 end, whatever happens. Needs Chromium (see launcher/browser.py) and a CJK font
@@ -529,13 +532,14 @@ def script_picture(script: str, *pictures: str) -> None:
         log(name)
 
 
-#: The pictures a script of their own makes (items 5-9 of the docstring), in the order they are made.
+#: The pictures a script of their own makes (items 5-9 and 11 of the docstring), in the order they are made.
 SCRIPT_PICTURES = [
     ("on_commit.py", ("on_commit_race.png",)),
     ("beat_timeline.py", ("beat_timeline.png",)),
     ("retry_timeline.py", ("retry_timeline.png",)),
     ("workflow_timeline.py", ("workflow_chain.png", "workflow_chord.png")),
     ("notifications_architecture.py", ("notifications_architecture.png",)),
+    ("reliability_summary.py", ("reliability_summary.png",)),
 ]
 
 
