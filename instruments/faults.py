@@ -16,6 +16,9 @@ stopped at the end, so a kill, a restart or a queue left full never reaches
 the chapter's broker; its settings reach the workers on their command line
 (``-- task.acks_late=true``), so each worker's ``display`` shows them.
 
+A chapter runs them all in one other process while its learner reads (``Background``:
+``python -m instruments.faults SCENARIO...`` writes one JSON result per scenario).
+
 "Settled" is a condition, not a time: the queue and Redis's unacknowledged
 messages are empty, and no living worker holds (``inspect reserved``) or runs
 (``inspect active``) a task -- twice in a row, a poll apart, since a message
@@ -31,6 +34,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -189,10 +193,10 @@ class Run:
                 c["sent"], c["once"], c["twice"], c["lost"], c["rerun"]]
 
     def state_counts(self) -> dict[str, int]:
-        """How many tasks the result backend holds in each state ("（无）" when none)."""
+        """How many tasks the result backend holds in each state ("无记录" when none)."""
         out: dict[str, int] = {}
         for t in self.sent:
-            state = self.states.get(t) or "（无）"
+            state = self.states.get(t) or "无记录"
             out[state] = out.get(state, 0) + 1
         return dict(sorted(out.items()))
 
@@ -210,14 +214,17 @@ def table(runs: Sequence[Run], *, states: bool = False, caption: str | None = No
 
 
 def verdicts(runs: Sequence[Run]) -> None:
-    """Print, for each run, that every task is counted once, and whether the lost ones are exactly
-    the tasks the fault hit (or that none was lost)."""
+    """Print, for each run, whether the lost tasks are exactly those the fault hit; where none was
+    lost, whether the re-run ones are."""
     for run in runs:
-        c = run.counts()
-        whole = c["once"] + c["twice"] + c["lost"] == c["sent"]
-        lost = ("一个也没丢" if not run.lost else
-                f"丢失的 {c['lost']} 个正是故障打中的任务：{sorted(run.lost) == sorted(run.hit)}")
-        print(f"{run.title}：完成一次 + 完成两次 + 丢失 = 发出：{whole}；{lost}")
+        if run.lost:
+            said = f"丢失的 {len(run.lost)} 个正是故障打中的任务：{sorted(run.lost) == sorted(run.hit)}"
+        elif run.rerun:
+            same = sorted(run.rerun) == sorted(run.hit)
+            said = f"一个也没丢；重新执行的 {len(run.rerun)} 个正是故障打中的任务：{same}"
+        else:
+            said = "一个也没丢，也没有任务重新执行"
+        print(f"{run.title}：{said}")
 
 
 def log_lines(text: str, *needles: str) -> str:
@@ -358,6 +365,8 @@ def run_scenario(title: str, fault: Fault, *, settings: Sequence[str] = (), n: i
         if not fault.worker_survives:
             # Did the pool children outlive their parent? (On Linux they get SIGKILL with it.)
             notes["children_alive"] = launcher.wait_for(lambda: not _any_alive(children), 5) is False
+            # How it ended: 0 when it shut down by itself, -9 when SIGKILL ended it.
+            notes["exit_code"] = first.popen.returncode
             workers.append(start_worker(broker, "w2", settings, concurrency=concurrency))
         wait_settled(ledger, sender, workers)
         return Run(title, fault.label, tuple(settings), sent, running, hit, ledger.started(), ledger.finished(),
@@ -378,6 +387,101 @@ def side_by_side(*calls: Callable[[], object]) -> list:
     from a thread gets SIGTERM when that thread ends, so nothing outlives its scenario)."""
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         return [f.result() for f in [pool.submit(call) for call in calls]]
+
+
+class Background:
+    """Scenarios started at once in ONE other process (``python -m instruments.faults``), a few
+    at a time, in the order given, while the caller goes on; ``results(*calls)`` waits for
+    those it names. A chapter starts all of its scenarios in its preparation and each section
+    collects its own: the whole chapter takes about as long as a few scenarios, not all of them
+    one after the other. Another process, not threads of a Jupyter kernel: the scenarios start,
+    kill and stop dozens of processes and connections, which a kernel's own sockets must never
+    share a process with. That process is a launcher.Proc: ``launcher.stop_all()`` (a chapter
+    prepared again, the kernel's end) stops it, and it stops everything it started."""
+
+    def __init__(self, *calls: Callable[[], object], threads: int = 6):
+        self.names = [call.__name__ for call in calls]
+        unknown = [name for name in self.names if globals().get(name) is not calls[self.names.index(name)]]
+        if unknown:
+            raise ValueError(f"not scenarios of instruments.faults: {', '.join(unknown)}")
+        # In a folder of its own (launcher.Proc's), where it writes one SCENARIO.json per result.
+        self.proc = launcher.Proc("scenarios", [sys.executable, "-m", "instruments.faults", "--threads",
+                                                str(threads), *self.names])
+        self.folder = self.proc.workdir
+
+    def results(self, *calls: Callable[[], object], timeout: float = 300) -> list:
+        """The results of ``calls`` (waiting for them); a scenario's error is raised here."""
+        missing = [call.__name__ for call in calls if call.__name__ not in self.names]
+        if missing:
+            raise KeyError(f"not started in the background: {', '.join(missing)}")
+        files = [self.folder / f"{call.__name__}.json" for call in calls]
+        self.proc.wait_until(lambda: all(f.exists() for f in files), timeout,
+                             waiting_for=f"the results of {', '.join(c.__name__ for c in calls)}")
+        return [_load(f) for f in files]
+
+    def cancel(self) -> None:
+        """Stop the scenarios (and every process they started)."""
+        self.proc.stop()
+
+
+#: The results a scenario can return, by class name (what the background process writes).
+def _result_types() -> dict[str, type]:
+    return {cls.__name__: cls for cls in (Run, PrefetchRun, SendRun, BackendRun, MemoryRun)}
+
+
+def _dump(result: object, path: Path) -> None:
+    """Write a scenario's result (a dataclass) as JSON, atomically: a reader never sees half a file."""
+    import dataclasses
+
+    data = {"type": type(result).__name__, "fields": dataclasses.asdict(result)}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _load(path: Path) -> object:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if "error" in data:
+        raise ScenarioError(f"scenario {path.stem} failed: {data['error']}")
+    fields = data["fields"]
+    for name in ("settings", "options"):
+        if name in fields:
+            fields[name] = tuple(fields[name])
+    return _result_types()[data["type"]](**fields)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m instruments.faults [--threads N] SCENARIO...``: run the scenarios (N at a
+    time), writing each result to SCENARIO.json in the current folder as it comes."""
+    import argparse
+    import traceback
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--threads", type=int, default=6)
+    parser.add_argument("scenarios", nargs="+")
+    args = parser.parse_args(argv)
+    calls = [globals()[name] for name in args.scenarios]
+    # SIGTERM (launcher's stop): stop every process the scenarios started, then leave at once
+    # (the scenario threads must not go on starting new ones).
+    def stop(*_: object) -> None:
+        launcher.stop_all()
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, stop)
+
+    def run(call: Callable[[], object]) -> None:
+        path = Path(f"{call.__name__}.json")
+        try:
+            _dump(call(), path)
+        except Exception as exc:  # written for the reader, who raises it
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}),
+                           encoding="utf-8")
+            tmp.replace(path)
+
+    with ThreadPoolExecutor(max_workers=args.threads, thread_name_prefix="scenario") as pool:
+        list(pool.map(run, calls))
+    return 0
 
 
 @dataclass
@@ -464,7 +568,7 @@ def persistence(folder: Path) -> tuple[str, ...]:
 
 
 def broker_restart(title: str, *, persistent: bool, n: int = 4) -> Run:
-    """Scenario 5: ``n`` tasks wait in the queue (no worker yet); the broker is SIGKILLed (a
+    """Scenario 6: ``n`` tasks wait in the queue (no worker yet); the broker is SIGKILLed (a
     crash, an OOM kill of the Redis container) and started again on the same port, with
     its data folder; then a worker comes and takes what is there. ``persistent``: the
     broker writes every command to its append-only file before it answers
@@ -506,7 +610,7 @@ def broker_restart(title: str, *, persistent: bool, n: int = 4) -> Run:
 
 @dataclass
 class SendRun:
-    """Scenario 6: a caller sends while the broker is down."""
+    """Scenario 7: a caller sends while the broker is down."""
 
     title: str
     #: One (outcome, seconds) per attempt: "sent", or the exception as the caller gets it.
@@ -550,7 +654,7 @@ def send_while_down(title: str, *, retry: bool = True, attempts: int = 2) -> Sen
 
 
 def broker_outage(title: str, *, settings: Sequence[str] = (), n: int = 2, seconds: float = 2.0) -> Run:
-    """Scenario 6: ``n`` tasks run when the broker (persistent: every command in its append-only
+    """Scenario 7: ``n`` tasks run when the broker (persistent: every command in its append-only
     file) is SIGKILLed; it is started again on the same port at once. A worker that survives
     reconnects; one that does not is replaced by a fresh one, as a process supervisor would
     (systemd's Restart=, a container's restart policy). Then settle and count."""
@@ -600,7 +704,7 @@ def broker_outage(title: str, *, settings: Sequence[str] = (), n: int = 2, secon
 
 @dataclass
 class BackendRun:
-    """Scenario 7: the result backend goes down while tasks run, and comes back (empty)."""
+    """Scenario 8: the result backend goes down while tasks run, and comes back (empty)."""
 
     title: str
     settings: tuple[str, ...]
@@ -807,23 +911,37 @@ def runtime_stop_late_ack() -> Run:
     return run_scenario("晚确认，容器停止", runtime_stop(GRACE), settings=(ACKS_LATE,), seconds=2 * GRACE + 1)
 
 
+#: The platform's grace and the soft shutdown of the scenario (and exercise) where a container's
+#: SIGTERM becomes a soft, then cold shutdown: the soft part well inside the grace.
+REMAP_GRACE = 3.0
+REMAP_SOFT = "worker.soft_shutdown_timeout=0.5"
+
+
+def runtime_stop_remap_soft() -> Run:
+    """Scenario 4: acks_late, REMAP_SIGTERM=SIGQUIT and a soft shutdown shorter than the grace: the
+    platform's SIGTERM becomes a soft, then cold shutdown; the cancelled tasks go back at once."""
+    return run_scenario("晚确认 + REMAP_SIGTERM + 软关闭，容器停止", runtime_stop(REMAP_GRACE),
+                        settings=(ACKS_LATE, REMAP_SOFT), seconds=2 * REMAP_GRACE + 1,
+                        env={"REMAP_SIGTERM": "SIGQUIT"})
+
+
 def prefetch_default() -> PrefetchRun:
-    """Scenario 8: the default prefetch (4 per process): short tasks held behind a long one."""
+    """Scenario 5: the default prefetch (4 per process): short tasks held behind a long one."""
     return prefetch_hostages("默认预取")
 
 
 def prefetch_one() -> PrefetchRun:
-    """Scenario 8: --prefetch-multiplier=1 alone: the early-acknowledged long task frees a place."""
+    """Scenario 5: --prefetch-multiplier=1 alone: the early-acknowledged long task frees a place."""
     return prefetch_hostages("预取 1", options=("--prefetch-multiplier=1",))
 
 
 def prefetch_one_late_ack() -> PrefetchRun:
-    """Scenario 8: --prefetch-multiplier=1 with acks_late: the long task holds the only place."""
+    """Scenario 5: --prefetch-multiplier=1 with acks_late: the long task holds the only place."""
     return prefetch_hostages("预取 1 + 晚确认", options=("--prefetch-multiplier=1",), settings=(ACKS_LATE,))
 
 
 def prefetch_disabled() -> PrefetchRun:
-    """Scenario 8: Celery 5.7's --disable-prefetch: a worker takes a message only for a free process."""
+    """Scenario 5: Celery 5.6+'s --disable-prefetch: a worker takes a message only for a free process."""
     return prefetch_hostages("不预取", options=("--disable-prefetch",))
 
 
@@ -831,37 +949,37 @@ def prefetch_disabled() -> PrefetchRun:
 KILLS = (early_ack_killed, early_ack_main_killed, late_ack_killed)
 CHILD_KILLS = (child_killed_early_ack, child_killed_late_ack, child_killed_late_ack_reject)
 SHUTDOWNS = (warm_shutdown, cold_shutdown, cold_shutdown_late_ack, soft_shutdown, remapped_sigterm,
-             runtime_stop_early_ack, runtime_stop_late_ack)
+             runtime_stop_early_ack, runtime_stop_late_ack, runtime_stop_remap_soft)
 PREFETCH = (prefetch_default, prefetch_one, prefetch_one_late_ack, prefetch_disabled)
 
 
 def broker_restart_volatile() -> Run:
-    """Scenario 5: the broker without persistence (the course's default) crashes with tasks queued."""
+    """Scenario 6: the broker without persistence (the course's default) crashes with tasks queued."""
     return broker_restart("Broker 重启，不持久化", persistent=False)
 
 
 def broker_restart_persistent() -> Run:
-    """Scenario 5: the same broker writing every command to its append-only file first."""
+    """Scenario 6: the same broker writing every command to its append-only file first."""
     return broker_restart("Broker 重启，AOF 持久化", persistent=True)
 
 
 def send_with_retry() -> SendRun:
-    """Scenario 6: sending while the broker is down, with Celery's publish retry policy (the default)."""
+    """Scenario 7: sending while the broker is down, with Celery's publish retry policy (the default)."""
     return send_while_down("发布重试（默认）")
 
 
 def send_without_retry() -> SendRun:
-    """Scenario 6: the same with ``retry=False``."""
+    """Scenario 7: the same with ``retry=False``."""
     return send_while_down("retry=False", retry=False)
 
 
 def outage_early_ack() -> Run:
-    """Scenario 6: the broker restarts under a busy worker (early acknowledgement): it reconnects."""
+    """Scenario 7: the broker restarts under a busy worker (early acknowledgement): it reconnects."""
     return broker_outage("早确认，Broker 重启")
 
 
 def outage_late_ack() -> Run:
-    """Scenario 6: the same with acks_late (kombu 5.7: the worker dies; a fresh one re-runs the tasks)."""
+    """Scenario 7: the same with acks_late (kombu 5.7: the worker dies; a fresh one re-runs the tasks)."""
     return broker_outage("晚确认，Broker 重启", settings=(ACKS_LATE,))
 
 
@@ -871,17 +989,17 @@ BACKEND_RETRY = ("result.backend_always_retry=true", "result.backend_max_retries
 
 
 def backend_down() -> BackendRun:
-    """Scenario 7: the result backend goes down while tasks run (default settings)."""
+    """Scenario 8: the result backend goes down while tasks run (default settings)."""
     return backend_outage("默认")
 
 
 def backend_down_retry() -> BackendRun:
-    """Scenario 7: the same with result_backend_always_retry."""
+    """Scenario 8: the same with result_backend_always_retry."""
     return backend_outage("一直重试", settings=BACKEND_RETRY)
 
 
-#: A worker's pool process is replaced once its resident memory passes this (KiB): 150 MB.
-MAX_MEMORY_KIB = 150 * 1024
+#: A worker's pool process is replaced after a task that took its peak resident memory past this (KiB): 200 MB.
+MAX_MEMORY_KIB = 200 * 1024
 
 
 def memory_default() -> MemoryRun:
@@ -895,12 +1013,12 @@ def memory_max_tasks() -> MemoryRun:
 
 
 def memory_max_memory() -> MemoryRun:
-    """Scenario 9: --max-memory-per-child: a new pool process once the old one passed 150 MB."""
-    return memory_growth("超过 150 MB 换一个子进程", options=(f"--max-memory-per-child={MAX_MEMORY_KIB}",))
+    """Scenario 9: --max-memory-per-child: a new pool process after the task that took it past 200 MB."""
+    return memory_growth("超过 200 MB 换一个子进程", options=(f"--max-memory-per-child={MAX_MEMORY_KIB}",))
 
 
 def outage_late_ack_cancel() -> Run:
-    """Scenario 6: acks_late and worker_cancel_long_running_tasks_on_connection_loss (True in Celery 6)."""
+    """Scenario 7: acks_late and worker_cancel_long_running_tasks_on_connection_loss (True in Celery 6)."""
     return broker_outage("晚确认 + 断线即取消，Broker 重启",
                          settings=(ACKS_LATE, "worker.cancel_long_running_tasks_on_connection_loss=true"))
 
@@ -910,3 +1028,11 @@ SENDS = (send_with_retry, send_without_retry)
 OUTAGES = (outage_early_ack, outage_late_ack, outage_late_ack_cancel)
 BACKENDS = (backend_down, backend_down_retry)
 MEMORY = (memory_default, memory_max_tasks, memory_max_memory)
+
+
+#: Every scenario the chapter's sections show, in the order they show them.
+CHAPTER = (*KILLS, *CHILD_KILLS, *SHUTDOWNS, *PREFETCH, *BROKER_RESTARTS, *SENDS, *OUTAGES, *BACKENDS, *MEMORY)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -7,10 +7,12 @@
    is "once"; three finishes is "twice" -- "more than once"), then the ledgers
    of the chapter's own runs (``kills``, ``children``, ``shutdowns`` in the
    notebook, when they are there), each compared with instruments.faults.Run.
-2. ``SETTINGS_2``: the settings (``section.name=value``, as after ``--``) that
-   make a container's stop lose nothing when tasks run longer than its grace
-   period. The check runs instruments.faults' container-stop scenario with them
-   on a Valkey and workers of its own: it passes when no task is lost.
+2. ``SETTINGS_2`` (settings as after ``--``) and ``ENV_2`` (the worker's
+   environment): a container's stop (SIGTERM, SIGKILL after a grace period
+   shorter than the tasks) loses nothing, and the worker is gone by itself
+   before the SIGKILL, so the interrupted tasks go back to the queue at once
+   instead of after the visibility timeout. The check runs instruments.faults'
+   container-stop scenario with them on a Valkey and workers of its own.
 3. ``OPTIONS_3`` and ``SETTINGS_3``: the worker options and settings with which
    no short task waits behind a long one in another process's hands. The check
    runs the prefetch scenario with them: it passes when worker a held none.
@@ -100,18 +102,35 @@ def _container_stop(ns: dict) -> list[str]:
     settings, problems = _settings(ns, "SETTINGS_2")
     if problems:
         return problems
+    env = ns.get("ENV_2", ...)
+    if env is ... or env is None:
+        return ["还没有答案：把 `ENV_2` 设为 worker 的环境变量的字典（不需要就写 {}）"]
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        return [f"`ENV_2` 要是字符串到字符串的字典，例如 {{\"NAME\": \"value\"}}，不是 {env!r}"]
     from instruments import faults
 
-    # Two tasks, both running when the stop comes: nothing else waits for the visibility timeout.
-    run = faults.run_scenario("练习 2", faults.runtime_stop(faults.GRACE), settings=settings, n=2, k=2,
-                              seconds=2 * faults.GRACE + 1)
-    if not run.lost:
-        return []
-    if any(item.startswith("worker.soft_shutdown") for item in settings):
-        return [f"丢了 {len(run.lost)} 个任务：软关闭只在冷关闭（SIGQUIT）时起作用，容器先发的是 SIGTERM（温关闭），"
-                "宽限期一过就是 SIGKILL，谁也等不到"]
-    return [f"丢了 {len(run.lost)} 个任务：它们执行前就确认了，SIGKILL 打中时消息已经删掉。"
-            "让消息在任务完成以后才确认，Broker 就会把它们重新投递"]
+    grace = faults.REMAP_GRACE
+    run = faults.run_scenario("练习 2", faults.runtime_stop(grace), settings=settings, env=env or None,
+                              seconds=2 * grace + 1)
+    killed = run.notes.get("exit_code") == -9
+    soft = any(item.startswith("worker.soft_shutdown_timeout") for item in settings)
+    remapped = env.get("REMAP_SIGTERM") == "SIGQUIT"
+    if run.lost:
+        if soft and not remapped:
+            return [f"丢了 {len(run.lost)} 个任务：软关闭只在冷关闭（SIGQUIT）时起作用，容器发的是 SIGTERM（温关闭），"
+                    "宽限期一过就是 SIGKILL。让 worker 把 SIGTERM 当作 SIGQUIT 处理"]
+        if not killed:
+            return [f"丢了 {len(run.lost)} 个任务：worker 冷关闭时取消了它们（结果后端里是 RETRY），"
+                    "而它们执行前就确认了，消息早已删掉。让消息在任务完成以后才确认"]
+        return [f"丢了 {len(run.lost)} 个任务：它们执行前就确认了，SIGKILL 打中时消息已经删掉。"
+                "让消息在任务完成以后才确认"]
+    if killed:
+        if soft and remapped:
+            return [f"worker 还在软关闭时，宽限期（{grace:g} 秒）就到了，SIGKILL 落下：软关闭的时间要比宽限期短得多"]
+        return ["一个也没丢，可 worker 是被宽限期之后的 SIGKILL 杀掉的：被打断的任务要等可见性超时"
+                "（生产里默认一小时）才回来。让 SIGTERM 变成一次很快的冷关闭（可以先给任务一小段软关闭的时间），"
+                "未确认的消息就会当场退回队列"]
+    return []
 
 
 @exercises.register(3)
@@ -119,8 +138,8 @@ def _prefetch(ns: dict) -> list[str]:
     options = ns.get("OPTIONS_3", ...)
     if options is ... or options is None:
         return ["还没有答案：把 `OPTIONS_3` 设为 worker 的命令行选项的列表（没有就写 []）"]
-    if isinstance(options, str) or not all(isinstance(item, str) and item.startswith("--") for item in options):
-        return [f"`OPTIONS_3` 要是以 -- 开头的选项的列表，例如 [\"--concurrency=1\"]，不是 {options!r}"]
+    if isinstance(options, str) or not all(isinstance(item, str) for item in options):
+        return [f"`OPTIONS_3` 要是选项（字符串）的列表，例如 [\"--concurrency=1\"]，不是 {options!r}"]
     settings, problems = _settings(ns, "SETTINGS_3") if ns.get("SETTINGS_3") else ([], [])
     if problems:
         return problems
@@ -135,4 +154,7 @@ def _prefetch(ns: dict) -> list[str]:
     if len(run.held) == 1:
         return ["worker a 还扣住了 1 个短任务：长任务一开始就确认了，空出的名额又取走一个短任务。"
                 "让长任务完成以后才确认，或者让 worker 只为空闲的子进程取消息"]
+    if any("fair" in item for item in options):
+        return [f"worker a 还是扣住了 {len(run.held)} 个短任务：`-O fair` 从 Celery 4 起早就是默认的，它管的是主进程把"
+                "已经取到的任务交给哪个子进程，不管从 Broker 预取多少"]
     return [f"worker a 扣住了 {len(run.held)} 个短任务：它替唯一的子进程预取了好几条消息"]
