@@ -919,9 +919,11 @@ REMAP_SOFT = "worker.soft_shutdown_timeout=0.5"
 
 def runtime_stop_remap_soft() -> Run:
     """Scenario 4: acks_late, REMAP_SIGTERM=SIGQUIT and a soft shutdown shorter than the grace: the
-    platform's SIGTERM becomes a soft, then cold shutdown; the cancelled tasks go back at once."""
+    platform's SIGTERM becomes a soft, then cold shutdown; the cancelled tasks go back at once.
+    Two tasks only, both running: with two more waiting behind them in the fresh worker's
+    prefetch, those would wait and run longer than the visibility timeout, and run twice."""
     return run_scenario("晚确认 + REMAP_SIGTERM + 软关闭，容器停止", runtime_stop(REMAP_GRACE),
-                        settings=(ACKS_LATE, REMAP_SOFT), seconds=2 * REMAP_GRACE + 1,
+                        settings=(ACKS_LATE, REMAP_SOFT), n=2, k=2, seconds=REMAP_GRACE + 2,
                         env={"REMAP_SIGTERM": "SIGQUIT"})
 
 

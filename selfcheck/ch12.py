@@ -110,8 +110,9 @@ def _container_stop(ns: dict) -> list[str]:
     from instruments import faults
 
     grace = faults.REMAP_GRACE
+    # Two tasks, both running when the stop comes, each longer than the grace.
     run = faults.run_scenario("练习 2", faults.runtime_stop(grace), settings=settings, env=env or None,
-                              seconds=2 * grace + 1)
+                              n=2, k=2, seconds=grace + 2)
     killed = run.notes.get("exit_code") == -9
     soft = any(item.startswith("worker.soft_shutdown_timeout") for item in settings)
     remapped = env.get("REMAP_SIGTERM") == "SIGQUIT"

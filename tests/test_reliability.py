@@ -119,9 +119,12 @@ EXPECTED = {
                                        "STARTED", PLAIN, "Warm shutdown", KILLED),
     "runtime_stop_late_ack": Expected("shutdowns", counts(once=4, lost=0, rerun=2), {"SUCCESS": 4}, 2,
                                       None, LATE, "Warm shutdown", KILLED),
-    # REMAP_SIGTERM=SIGQUIT: the SIGTERM became a soft, then cold shutdown, over well within the grace.
-    "runtime_stop_remap_soft": Expected("shutdowns", counts(once=4, lost=0, rerun=2), {"SUCCESS": 4}, 2, None,
-                                        f"{LATE} {faults.REMAP_SOFT}", "Soft Shutdown, terminating in 0.5 seconds"),
+    # REMAP_SIGTERM=SIGQUIT: the SIGTERM became a soft, then cold shutdown, over well within the grace;
+    # the cancelled tasks went back at once. Two tasks only: a third would wait behind a 7 s one on the
+    # fresh worker, past the visibility timeout, and run twice there.
+    "runtime_stop_remap_soft": Expected("shutdowns", counts(once=2, lost=0, rerun=2, sent=2), {"SUCCESS": 2}, 2,
+                                        None, f"{LATE} {faults.REMAP_SOFT}",
+                                        "Soft Shutdown, terminating in 0.5 seconds"),
 }
 #: The scenarios whose first worker runs with REMAP_SIGTERM=SIGQUIT.
 REMAPPED = {"remapped_sigterm", "runtime_stop_remap_soft"}
@@ -189,7 +192,7 @@ def test_every_scenario_of_the_catalogue_has_its_expectations():
     for names, expected in ((RESTARTS, RESTART_EXPECTED), (SENDS, SEND_BOUNDS), (OUTAGES, OUTAGE_EXPECTED),
                             (BACKENDS, BACKEND_EXPECTED), (MEMORY, MEMORY_OPTIONS)):
         assert sorted(names) == sorted(expected)
-    assert sorted(ORDER) == sorted(GROUPS), "every group runs, once"
+    assert sorted(g for phase in PHASES for g in phase) == sorted(GROUPS), "every group runs, once"
     assert sorted(f.__name__ for f in faults.CHAPTER) == sorted(f.__name__ for fs in GROUPS.values() for f in fs), \
         "the tests run every scenario the chapter shows"
     assert default(faults.broker_restart, "n") == default(faults.run_scenario, "n") == SENT
@@ -259,10 +262,14 @@ def marked() -> Iterator[Marked]:
                 sweep(token, timeout=5, variable=MARK)
 
 
-#: The order the scenarios start in, the longest first, and how many run at once. All 30 at once
-#: overload two cores (a scenario's timing breaks: a fault comes after the tasks it should hit have
-#: finished); one group after the other (faults.side_by_side each) takes about twice as long.
-ORDER = ("shutdowns", "kills", "outages", "sends", "child_kills", "memory", "backends", "prefetch", "broker_restarts")
+#: The groups, in the order their scenarios start (the longest first), in phases run one after the
+#: other, and how many scenarios run at once in a phase. All 30 at once overload two cores (a
+#: scenario's timing breaks: a fault comes after the tasks it should hit have finished); one group
+#: after the other (faults.side_by_side each) takes about twice as long.
+PHASES = (("shutdowns", "kills", "outages", "sends", "child_kills", "memory", "backends", "broker_restarts"),
+          # Alone: demo_tasks.reliability.hold() waits for its release with a BLPOP that redis-py 8's
+          # 5 s socket timeout ends first when worker b is slow to start (a loaded machine).
+          ("prefetch",))
 THREADS = 10
 
 
@@ -277,17 +284,19 @@ def recording(data_folder: Callable[[str], Path], folders: list[Path]) -> Callab
 @pytest.fixture(scope="module")
 def catalogue() -> Catalogue:
     out = Catalogue()
-    calls = [f for group in ORDER for f in GROUPS[group]]
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(faults, "Ledger", RecordingLedger)
         mp.setattr(faults, "data_folder", recording(faults.data_folder, out.folders))
         # A scratch folder another test of this process left current would hold the data folders:
         # here they go to temporary folders (test_data_folder_... covers the scratch).
         mp.setattr(scratch, "_current", None)
-        with marked() as box, ThreadPoolExecutor(max_workers=THREADS) as pool:
-            # faults.side_by_side, a few at a time: each scenario starts and stops its own processes
-            results = [f.result() for f in [pool.submit(call) for call in calls]]
-    out.results = {f.__name__: r for f, r in zip(calls, results, strict=True)}
+        with marked() as box:
+            for phase in PHASES:
+                calls = [f for group in phase for f in GROUPS[group]]
+                with ThreadPoolExecutor(max_workers=THREADS) as pool:
+                    # faults.side_by_side, a few at a time: each scenario starts and stops its own processes
+                    results = [f.result() for f in [pool.submit(call) for call in calls]]
+                out.results.update({f.__name__: r for f, r in zip(calls, results, strict=True)})
     out.leftovers = box.leftovers
     return out
 
@@ -318,7 +327,7 @@ def test_invariants(request, name):
     run: faults.Run = result(request, name)
     want = EXPECTED[name]
     c = run.counts()
-    assert len(set(run.sent)) == c["sent"] == SENT
+    assert len(set(run.sent)) == c["sent"] == want.counts["sent"]
     assert c["once"] + c["twice"] + c["lost"] == c["sent"]
     assert len(run.running_at_fault) == AT_ONCE and set(run.running_at_fault) <= set(run.sent)
     assert set(run.hit) <= set(run.running_at_fault)
@@ -527,7 +536,7 @@ def test_a_broker_restart_under_a_busy_worker(catalogue, name):
         assert "Connected to redis://" in run.logs["w1"], run.logs["w1"]
         assert run.hit == [] and run.restart_gaps() == {}
     else:  # the fresh worker ran every task again, in processes of its own
-        assert run.hit == run.sent and sorted(run.restart_gaps()) == sorted(run.sent)
+        assert sorted(run.hit) == sorted(run.restart_gaps()) == sorted(run.sent)
         first = {s["id"]: s["pid"] for s in reversed(run.steps) if s["step"] == "started"}
         again = {s["id"]: s["pid"] for s in run.steps if s["step"] == "started"}
         assert all(first[t] != again[t] for t in run.sent), run.steps

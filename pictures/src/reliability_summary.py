@@ -69,6 +69,7 @@ NOTHING_LOST = {
     faults.cold_shutdown_late_ack,        # the cancelled tasks go back to the queue
     faults.soft_shutdown,                 # running tasks get 3 s, longer than they need
     faults.runtime_stop_late_ack,         # the killed tasks come back after the visibility timeout
+    faults.runtime_stop_remap_soft,       # SIGTERM becomes a soft, then cold shutdown: re-queued at once
     faults.broker_restart_persistent,     # the queue is in the append-only file
     faults.outage_early_ack,              # the worker reconnects; its running tasks finish
     faults.outage_late_ack,               # the worker exits; a fresh one runs the tasks again
