@@ -83,7 +83,11 @@ def hold(self, key: str, timeout: float, at_least: float = 0.0) -> float:
     ledger = _redis()
     _record(ledger, self.request.id, "started", STARTED_KEY)
     started = time.monotonic()
-    ledger.blpop([key], timeout=timeout)
+    # A client of its own that waits as long as the BLPOP may (redis-py's default socket
+    # timeout, 5 s, would end the wait early with a TimeoutError).
+    waiter = redis.Redis.from_url(app.conf.broker_url, socket_timeout=timeout + 5)
+    waiter.blpop([key], timeout=timeout)
+    waiter.close()
     time.sleep(max(0.0, at_least - (time.monotonic() - started)))
     _record(ledger, self.request.id, "finished", FINISHED_KEY)
     return time.monotonic() - started

@@ -28,6 +28,7 @@ moving from one place to the next is briefly in none of them.
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import os
 import shutil
@@ -658,7 +659,7 @@ def broker_outage(title: str, *, settings: Sequence[str] = (), n: int = 2, secon
     file) is SIGKILLed; it is started again on the same port at once. A worker that survives
     reconnects; one that does not is replaced by a fresh one, as a process supervisor would
     (systemd's Restart=, a container's restart policy). Then settle and count."""
-    folder = data_folder(f"valkey-data-6-{len(settings)}")
+    folder = data_folder("valkey-data-7-" + hashlib.sha1(title.encode()).hexdigest()[:8])  # one per scenario
     broker = launcher.start_embedded(extra_args=persistence(folder))
     sender = Celery(APP, broker=broker.url, backend=broker.url, set_as_current=False)
     ledger = Ledger(broker)
@@ -913,7 +914,7 @@ def runtime_stop_late_ack() -> Run:
 
 #: The platform's grace and the soft shutdown of the scenario (and exercise) where a container's
 #: SIGTERM becomes a soft, then cold shutdown: the soft part well inside the grace.
-REMAP_GRACE = 3.0
+REMAP_GRACE = 5.0
 REMAP_SOFT = "worker.soft_shutdown_timeout=0.5"
 
 

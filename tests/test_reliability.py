@@ -266,11 +266,10 @@ def marked() -> Iterator[Marked]:
 #: other, and how many scenarios run at once in a phase. All 30 at once overload two cores (a
 #: scenario's timing breaks: a fault comes after the tasks it should hit have finished); one group
 #: after the other (faults.side_by_side each) takes about twice as long.
-PHASES = (("shutdowns", "kills", "outages", "sends", "child_kills", "memory", "backends", "broker_restarts"),
-          # Alone: demo_tasks.reliability.hold() waits for its release with a BLPOP that redis-py 8's
-          # 5 s socket timeout ends first when worker b is slow to start (a loaded machine).
-          ("prefetch",))
-THREADS = 10
+PHASES = (("shutdowns", "kills", "outages", "sends", "child_kills", "memory", "backends", "broker_restarts",
+           "prefetch"),)
+#: As many as the notebook's background runs at once: the suite runs beside other tests on 2 cores.
+THREADS = 6
 
 
 def recording(data_folder: Callable[[str], Path], folders: list[Path]) -> Callable[[str], Path]:
