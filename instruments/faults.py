@@ -229,10 +229,14 @@ def verdicts(runs: Sequence[Run]) -> None:
 
 
 def log_lines(text: str, *needles: str) -> str:
-    """The lines of a worker's log that contain one of ``needles`` (no tracebacks), paths relative."""
+    """The lines of a worker's log that contain one of ``needles``, paths relative; a file of an
+    installed package named from the package on (``kombu/transport/redis.py``), wherever it is."""
+    import re
+
     from launcher.shown import relative_paths
 
-    return "\n".join(line for line in relative_paths(text).splitlines() if any(n in line for n in needles))
+    lines = (re.sub(r'"[^"]*site-packages/', '"', line) for line in relative_paths(text).splitlines())
+    return "\n".join(line for line in lines if any(n in line for n in needles))
 
 
 class Ledger:
