@@ -59,10 +59,13 @@ def pytest_xdist_auto_num_workers(config):
 #: (with --dist loadfile and --no-loadscope-reorder, files are handed out in the order
 #: they were collected; without that flag xdist hands out the files with most tests first).
 LONGEST_FIRST = ("test_learner_05.py", "test_learner_07.py", "test_learner_08.py", "test_learner_09.py",
-                 "test_learner_10.py", "test_learner_11.py", "test_learner_12.py", "test_examples_testing.py",
-                 "test_reliability.py", "12_reliability.ipynb",
+                 "test_learner_10.py", "test_learner_11.py", "test_examples_testing.py",
                  "test_learner_04.py",
-                 "test_learner_06.py", "test_commands.py", "07_retries_and_errors.ipynb", "08_workflows.ipynb",
+                 "test_learner_06.py", "test_commands.py",
+                 # Chapter 12 runs dozens of workers at once: not beside the start-up of the other
+                 # chapters' learner-mode runs (chapter 11's real-worker tests are sensitive to load).
+                 "test_learner_12.py", "test_reliability.py", "12_reliability.ipynb",
+                 "07_retries_and_errors.ipynb", "08_workflows.ipynb",
                  "04_flower.ipynb", "test_bad_inputs.py", "05_django_integration.ipynb", "test_retries.py",
                  "test_learner_03.py", "06_periodic_tasks.ipynb", "test_workflows.py", "test_learner_01.py",
                  "test_lab_pictures.py", "test_owner.py", "test_own_project_06.py", "test_own_project_05.py")

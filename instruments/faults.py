@@ -404,7 +404,7 @@ class Background:
     share a process with. That process is a launcher.Proc: ``launcher.stop_all()`` (a chapter
     prepared again, the kernel's end) stops it, and it stops everything it started."""
 
-    def __init__(self, *calls: Callable[[], object], threads: int = 6):
+    def __init__(self, *calls: Callable[[], object], threads: int = 4):
         self.names = [call.__name__ for call in calls]
         unknown = [name for name in self.names if globals().get(name) is not calls[self.names.index(name)]]
         if unknown:

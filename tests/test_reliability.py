@@ -268,8 +268,9 @@ def marked() -> Iterator[Marked]:
 #: after the other (faults.side_by_side each) takes about twice as long.
 PHASES = (("shutdowns", "kills", "outages", "sends", "child_kills", "memory", "backends", "broker_restarts",
            "prefetch"),)
-#: As many as the notebook's background runs at once: the suite runs beside other tests on 2 cores.
-THREADS = 6
+#: As many as the notebook's background runs at once (faults.Background): the suite runs beside
+#: other tests on 2 cores, some of them timing-sensitive.
+THREADS = 4
 
 
 def recording(data_folder: Callable[[str], Path], folders: list[Path]) -> Callable[[str], Path]:

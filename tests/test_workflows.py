@@ -341,7 +341,11 @@ def test_the_word_count_pipeline_counts_the_corpus_in_parallel_and_stores_the_to
     expected = wordcount.top(wordcount.count_words("\n\n".join(corpus.values())), 10)
     assert [tuple(pair) for pair in best] == expected
     words = [word for word, _ in best]
-    assert "celery" in words and "任务" in words
+    # The course's own prose: its most frequent word is 任务 ("task"); every top word is in it.
+    # (Which others make the top 10 changes as chapters are written: 'celery' left it with chapter 12.)
+    assert words[0] == "任务"
+    text = "\n".join(corpus.values()).lower()
+    assert all(word.lower() in text for word in words), words
     stored = wf.read_stored_top_words()
     assert stored == best
     # Six pieces counted by the worker (each logged as received, then succeeded), then one merge.
