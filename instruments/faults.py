@@ -315,7 +315,7 @@ def settled(ledger: Ledger, sender: Celery, workers: Sequence[launcher.Proc], qu
     inspect = sender.control.inspect(destination=nodes, timeout=2.0, limit=len(nodes))
     try:
         replies = (inspect.active(), inspect.reserved())
-    except sender.connection_for_read().connection_errors:
+    except launcher.connection_errors(sender):
         return False  # a connection pooled before the broker restarted: the next poll makes a new one
     return all(reply is not None and len(reply) == len(nodes) and not any(reply.values()) for reply in replies)
 
@@ -831,10 +831,6 @@ def memory_growth(title: str, *, options: Sequence[str] = (), tasks: int = 6, mb
 
 def _any_alive(procs: Sequence[psutil.Process]) -> bool:
     return any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
-
-
-def elapsed(since: float) -> float:
-    return time.monotonic() - since
 
 
 # --- The chapter's scenarios: one function each, called by the notebook and the tests ---------

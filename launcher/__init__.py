@@ -11,7 +11,7 @@ notebooks, tests and ``make lab``. Small on purpose: no Celery logic here.
 """
 
 from .broker import DEFAULT_URL, Broker, BrokerError, check_broker, ensure_broker, free_port, ping, start_embedded
-from .celery_procs import FAST_FLAGS, celery_command, start_celery, start_worker
+from .celery_procs import FAST_FLAGS, celery_command, connection_errors, start_celery, start_worker
 from .chapter import Chapter, prepare_chapter
 from .django_procs import manage, start_beat, start_django_server
 from .flower import start_flower
@@ -31,7 +31,7 @@ from .services import (
 __all__ = [
     "DEFAULT_URL", "FAST_FLAGS", "BotReceiverProc", "Broker", "BrokerError", "Chapter", "CrawlSiteProc",
     "FlakyServiceProc", "PortInUse", "Proc", "ProcessError", "SmtpServerProc", "celery_command", "check_broker",
-    "ensure_broker", "free_port", "manage", "on_stop", "ping", "prepare_chapter", "running",
+    "connection_errors", "ensure_broker", "free_port", "manage", "on_stop", "ping", "prepare_chapter", "running",
     "sanitize", "start_beat", "start_bot_receiver", "start_celery", "start_crawl_site", "start_django_server",
     "start_embedded", "start_flaky_service", "start_flower", "start_smtp_server", "start_worker", "stop_all",
     "stop_together", "wait_for",

@@ -84,11 +84,12 @@ def answers_control(proc: Proc, url: str, node: str, timeout: float) -> None:
     from celery import Celery
 
     probe = Celery("answers-control", broker=url, set_as_current=False)
+    errors = connection_errors(probe)
 
     def answered() -> bool:
         try:
             return bool(probe.control.ping(destination=[node], timeout=0.5, limit=1))
-        except probe.connection_for_write().connection_errors:
+        except errors:
             # kombu pools producers per broker URL, across apps: after the broker restarted,
             # the first use of a pooled connection fails; the next one connects afresh.
             return False
@@ -99,6 +100,12 @@ def answers_control(proc: Proc, url: str, node: str, timeout: float) -> None:
                                "broker overloaded?", stop_on_failure=True)
     finally:
         probe.close()
+
+
+def connection_errors(app) -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "the broker connection broke" for ``app``'s transport."""
+    with app.connection_for_write() as connection:   # not connected: only asked for its errors
+        return connection.connection_errors
 
 
 def start_celery(app: str, *args: str, broker=None, name: str = "celery", cwd: str | None = None,
