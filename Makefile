@@ -15,7 +15,7 @@ NB ?= 01
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test browser lab test test-notebook timings lint notebooks pictures compose-secrets clean
+.PHONY: help install install-test browser postgres lab test test-notebook timings lint notebooks pictures compose-secrets clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -39,16 +39,19 @@ install: $(COURSE_STAMP) ## Create .venv with what the course needs to run (done
 
 install-test: $(TEST_STAMP) ## Add what the tests, pictures and lint need (done by test)
 
-lab: install ## Start a broker (embedded Valkey unless REDIS_URL or 6379 has one) and JupyterLab
+lab: install postgres ## Start a broker (embedded Valkey unless REDIS_URL or 6379 has one) and JupyterLab
 	$(BIN)/python -m launcher.lab
 
 browser: install-test ## Make sure Playwright has a Chromium (the system's, else `playwright install chromium`)
 	$(BIN)/python -m launcher.browser
 
-test: install-test browser ## Run every test in parallel: unit, real processes, real browser, strict nbval of all notebooks
+postgres: install ## Make sure there is a PostgreSQL for chapter 12 (the system's, else a download into .venv/postgresql)
+	$(BIN)/python -m launcher.postgres
+
+test: install-test browser postgres ## Run every test in parallel: unit, real processes, real browser, strict nbval of all notebooks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-notebook: install-test ## Run one chapter's notebook strictly, e.g. `make test-notebook NB=03`
+test-notebook: install-test postgres ## Run one chapter's notebook strictly, e.g. `make test-notebook NB=03`
 	$(BIN)/python -m pytest -n 0 notebooks/$(NB)_*.ipynb $(PYTEST_ARGS)
 
 timings: install-test ## Print the measured timings: each chapter's Run All under make lab, the suite's budget per chapter
@@ -57,7 +60,7 @@ timings: install-test ## Print the measured timings: each chapter's Run All unde
 lint: install-test ## Lint the code and the notebooks (ruff, configured in pyproject.toml)
 	$(BIN)/ruff check .
 
-notebooks: install-test ## Re-execute every notebook top to bottom and save its outputs (for committing)
+notebooks: install-test postgres ## Re-execute every notebook top to bottom and save its outputs (for committing)
 	$(BIN)/python -m tests.execute_notebooks notebooks/*.ipynb
 
 pictures: install-test browser ## Regenerate every picture from its source and real runs (needs Chromium, a CJK font)

@@ -235,7 +235,7 @@ def log_lines(text: str, *needles: str) -> str:
 
     from launcher.shown import relative_paths
 
-    lines = (re.sub(r'"[^"]*site-packages/', '"', line) for line in relative_paths(text).splitlines())
+    lines = (re.sub(r'[^\s"]*site-packages/', '', line) for line in relative_paths(text).splitlines())
     return "\n".join(line for line in lines if any(n in line for n in needles))
 
 
@@ -431,7 +431,7 @@ class Background:
 
 #: The results a scenario can return, by class name (what the background process writes).
 def _result_types() -> dict[str, type]:
-    return {cls.__name__: cls for cls in (Run, PrefetchRun, SendRun, BackendRun, MemoryRun)}
+    return {cls.__name__: cls for cls in (Run, PrefetchRun, SendRun, BackendRun, MemoryRun, DatabaseRun, ReportRun)}
 
 
 def _dump(result: object, path: Path) -> None:
@@ -1033,8 +1033,285 @@ BACKENDS = (backend_down, backend_down_retry)
 MEMORY = (memory_default, memory_max_tasks, memory_max_memory)
 
 
+# --- Scenario 10: PostgreSQL restarted under a Django worker ------------------------------
+
+DJANGO_APP = "django_demo"
+#: The scenario's tasks, imported by the worker on top of the project's own (``-I``).
+DATABASE_TASKS = "demo_tasks.database"
+#: How long a task's query lasts when the server is restarted under it (the restart ends it).
+HOLD = 3.0
+#: What a worker's main process logs when it gave up on a task it could not store a result for.
+GAVE_UP = "Pool callback raised exception"
+DATABASE_HEADERS = ["情况", "任务", "PostgreSQL 停下时", "任务的状态（结果表）", "看到的"]
+
+
+@dataclass
+class DatabaseRun:
+    """Scenario 10: one Django worker (django_demo, its results in the database) and a
+    PostgreSQL server of its own, restarted (a fast shutdown) between tasks and during them."""
+
+    title: str
+    #: One per case, in order: {"case", "task", "when", "state", "seen"}.
+    cases: list[dict]
+    #: The server process (``pg_backend_pid()``) each of the first tasks was served by.
+    backends: list[int]
+    #: What the worker process's own thread saw, look after look.
+    side: list[str]
+    #: How many times the retrying task retried before it succeeded.
+    retries: int
+    commands: list[str] = field(default_factory=list)
+    #: The worker's log lines about the results it could not store.
+    log: str = ""
+    #: The server's log lines about the sessions it ended.
+    server_log: str = ""
+
+    def rows(self) -> list[list[str]]:
+        return [[c["case"], c["task"], c["when"], c["state"], c["seen"]] for c in self.cases]
+
+
+def _task_state(db, task_id: str) -> tuple[str, str]:
+    """The TaskResult row's status and result (``("", "")`` without a row), read from the server."""
+    import psycopg
+
+    try:
+        with psycopg.connect(db.url, connect_timeout=2) as conn:
+            row = conn.execute("SELECT status, result FROM django_celery_results_taskresult WHERE task_id = %s",
+                               [task_id]).fetchone()
+    except psycopg.Error:
+        return ("", "")  # the server is restarting
+    return (row[0], row[1] or "") if row else ("", "")
+
+
+def _in_query(db) -> bool:
+    """Is a task's long query (``SELECT pg_sleep(...)``) running on the server right now?"""
+    import psycopg
+
+    try:
+        with psycopg.connect(db.url, connect_timeout=2) as conn:
+            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                                "AND query LIKE 'SELECT pg_sleep%%'").fetchone()[0] > 0
+    except psycopg.Error:
+        return False
+
+
+def database_restarts(title: str = "PostgreSQL 在 worker 运行时重启") -> DatabaseRun:
+    """The cases of scenario 10, one after the other on one server and one worker (one pool
+    process): the server restarted between two tasks, under the worker's own thread, during a
+    task, during a task that retries; then during a task with ``result_backend_always_retry``."""
+    from launcher.credentials import local_django_env
+    from launcher.postgres import start_postgres
+
+    db = start_postgres()
+    broker = launcher.start_embedded()
+    sender = Celery(DJANGO_APP, broker=broker.url, set_as_current=False)
+    ledger = Ledger(broker)
+    django = {k: v for k, v in local_django_env().items() if k in ("DEBUG", "SECRET_KEY")}
+    env = {**django, "DATABASE_URL": db.url}
+    workers: list[launcher.Proc] = []
+    cases: list[dict] = []
+    try:
+        launcher.manage("migrate", "--no-input", "-v", "0", env=env)
+
+        def worker(name: str, settings: Sequence[str] = ()) -> launcher.Proc:
+            workers.append(launcher.start_worker(DJANGO_APP, name=name, broker=broker, fast=True, concurrency=1,
+                                                 extra_args=worker_args(settings, ["-I", DATABASE_TASKS]), env=env))
+            return workers[-1]
+
+        def run(task: str, *args: object, timeout: float = 30) -> tuple[str, str]:
+            task_id = sender.send_task(f"{DATABASE_TASKS}.{task}", args=args).id
+            if not launcher.wait_for(lambda: _task_state(db, task_id)[0] in ("SUCCESS", "FAILURE"), timeout, 0.05):
+                raise ScenarioError(f"{task} did not finish within {timeout:g} s. The worker's log:\n"
+                                    f"{workers[-1].tail(15)}")
+            return _task_state(db, task_id)
+
+        def down_during(task: str, w: launcher.Proc, back_after: str) -> tuple[str, str, str]:
+            """Send ``task`` (HOLD s of query) and stop the server while its query runs; start it
+            again once the worker logged ``back_after``; once the worker is idle: the task's state
+            and result, and the worker's log since."""
+            mark = w.mark()
+            task_id = sender.send_task(f"{DATABASE_TASKS}.{task}", args=(HOLD,)).id
+            w.wait_until(lambda: _in_query(db), 30, waiting_for=f"{task}'s query running on the server")
+            db.shutdown()
+            w.wait_until(lambda: back_after in w.log(mark), 60, waiting_for=f"{back_after!r} in the worker's log")
+            db.start()
+            w.wait_until(lambda: _task_state(db, task_id)[0] == "SUCCESS" or GAVE_UP in w.log(mark), 60,
+                         waiting_for=f"{task} to succeed or be given up")
+            wait_settled(ledger, sender, [w])
+            state, result = _task_state(db, task_id)
+            return state, result, w.log(mark)
+
+        w1 = worker("w1")
+        backends = [json.loads(run("database_work")[1])["backend"] for _ in range(2)]
+        side = json.loads(run("side_look")[1])
+        side_backend = int(side[0].split()[-1])  # "backend PID"
+        db.restart()
+        state, result = run("database_work")
+        cases.append({"case": "两个任务之间", "task": "database_work", "when": "worker 空闲",
+                      "state": state, "seen": "新连接" if json.loads(result)["backend"] not in [*backends, side_backend]
+                      else "重启前的连接"})
+        side = json.loads(run("side_look")[1])
+        side = json.loads(run("side_look")[1])
+        cases.append({"case": "worker 自己的线程（不是任务）", "task": "side_look 叫醒它", "when": "worker 空闲",
+                      "state": "（线程没有结果）", "seen": " → ".join(side[1:])})
+        state, result, log = down_during("database_work", w1, GAVE_UP)
+        cases.append({"case": "任务执行中", "task": "database_work", "when": "任务的查询正在运行",
+                      "state": state, "seen": _outside_body(log)})
+        state, result, log_retried = down_during("database_work_retried", w1, "Retry in")
+        retries = json.loads(result)["retries"] if state == "SUCCESS" else 0
+        cases.append({"case": "任务执行中，任务自己重试", "task": "database_work_retried", "when": "任务的查询正在运行",
+                      "state": state, "seen": "重试后成功，用的是新连接" if state == "SUCCESS"
+                      else _outside_body(log_retried)})
+        w1.stop()
+        setting = "result.backend_always_retry=true"
+        w2 = worker("w2", [setting])
+        state, result, log_always = down_during("database_work", w2, GAVE_UP)
+        cases.append({"case": "任务执行中，存结果时重试", "task": "database_work", "when": "任务的查询正在运行",
+                      "state": state, "seen": _outside_body(log_always)})
+        needles = ("outside body", "Retry in")
+        return DatabaseRun(title, cases, backends, side, retries, [db.proc.display, *(w.display for w in workers)],
+                           "\n".join(log_lines(text, *needles) for text in (log, log_retried, log_always)),
+                           _server_lines(db.logs(), "received fast shutdown", "terminating connection"))
+    finally:
+        launcher.stop_together(workers)
+        ledger.close()
+        sender.close()
+        broker.stop()
+        db.stop()
+
+
+def _server_lines(log: str, *needles: str) -> str:
+    """PostgreSQL's log lines that contain one of ``needles``, without their time and pid, each once."""
+    import re
+
+    lines = (re.sub(r"^.*?\[\d+\] ", "", line) for line in log.splitlines() if any(n in line for n in needles))
+    return "\n".join(dict.fromkeys(lines))  # each once: how many sessions a shutdown ended varies
+
+
+def _outside_body(log: str) -> str:
+    """What the worker said when it could not store a task's result (Celery's "Exception raised
+    outside body"), or that it said nothing of the kind."""
+    import re
+
+    found = re.search(r"Exception raised outside body: (\w+)\('([^']*)'\)", log)
+    return f"存结果时 {found[1]}: {found[2]}" if found else "（日志里没有存结果的错误）"
+
+
+# --- Chapter 05's report, its worker killed mid-report -------------------------------------
+
+#: The report: rows, seconds a row, and how long the page waits without progress before it
+#: gives the report up (REPORT_LOST_AFTER_SECONDS, reports/watchdog.py).
+REPORT_ROWS, REPORT_STEP, REPORT_LOST_AFTER = 10, 0.3, 3
+
+
+@dataclass
+class ReportRun:
+    """Chapter 05's report page in a real browser; the worker's whole process group SIGKILLed
+    while the report is half done; then a new worker and the page's 重试 button."""
+
+    title: str
+    #: The progress bar's value when the worker was killed.
+    progress_at_kill: int
+    #: What the page showed once it gave the report up: {"status", "error", "retry"}.
+    page: dict
+    #: Seconds from the kill to 失败 on the page (the watchdog's REPORT_LOST_AFTER, counted from
+    #: the last progress, plus one poll).
+    waited: float
+    #: The report's files in MEDIA_ROOT/reports (hidden .part ones included) after the kill.
+    files_after_kill: list[str]
+    #: What the page showed after 重试 with a new worker: {"status", "download"}.
+    page_after_retry: dict
+    files_after_retry: list[str]
+    commands: list[str] = field(default_factory=list)
+    #: The web process's log line where the watchdog gave the report up.
+    server_log: str = ""
+
+
+def report_killed(title: str = "第 05 章的报表，worker 整组被杀") -> ReportRun:
+    """The course's Django project (its own SQLite file, media folder and Valkey), a worker and
+    the web server; in Chromium: log in, ask for a report of REPORT_ROWS rows, SIGKILL the worker's
+    process group once the bar shows progress, wait for the page to say 失败, then start another
+    worker and press 重试."""
+    from launcher.browser import chromium
+    from launcher.django_procs import django_env, start_django_server
+    from launcher.paths import DJANGO_DIR
+
+    folder = data_folder("report-killed")
+    broker = launcher.start_embedded()
+    env = django_env(folder, broker, REPORT_STEP_SECONDS=str(REPORT_STEP),
+                     REPORT_LOST_AFTER_SECONDS=str(REPORT_LOST_AFTER))
+    procs: list[launcher.Proc] = []
+    media = folder / "media" / "reports"
+
+    def files(report_id: str) -> list[str]:
+        return sorted(p.name for p in media.iterdir() if report_id in p.name) if media.is_dir() else []
+
+    def worker(name: str) -> launcher.Proc:
+        procs.append(launcher.start_worker(DJANGO_APP, name=name, broker=broker, fast=True, cwd=str(DJANGO_DIR),
+                                           env=env))
+        return procs[-1]
+
+    try:
+        launcher.manage("migrate", "--noinput", env=env)
+        launcher.manage("create_course_admin", env=env)
+        w1 = worker("w1")
+        server = start_django_server(DJANGO_DIR, env=env)
+        procs.append(server)
+        with chromium() as browser:
+            context = browser.new_context(base_url=server.url, locale="zh-CN")
+            context.set_default_timeout(60_000)
+            page = context.new_page()
+            page.goto("/")  # the login page first, as a person meets it
+            page.get_by_label("用户名").fill(env["COURSE_ADMIN_USER"])
+            page.get_by_label("密码").fill(env["COURSE_ADMIN_PASSWORD"])
+            page.get_by_role("button", name="登录").click()
+            page.wait_for_url(server.url + "/")
+            page.get_by_label("标题").fill(title)
+            page.get_by_label("行数").fill(str(REPORT_ROWS))
+            page.get_by_role("button", name="生成报表").click()
+            page.wait_for_url("**/reports/*/")
+            report_id = page.url.rstrip("/").split("/")[-1]
+            page.wait_for_function("() => Number(document.getElementById('progress').value) >= 20")
+            killed = time.monotonic()
+            w1.stop("kill")
+            progress = int(page.locator("#progress").get_attribute("value"))
+            page.wait_for_function("() => document.getElementById('status').textContent === '失败'")
+            waited = time.monotonic() - killed
+            shown = {"status": page.locator("#status").inner_text(),
+                     "error": page.locator("#error-text").inner_text(),
+                     "retry": page.locator("#retry").is_visible()}
+            after_kill = files(report_id)
+            worker("w2")
+            with page.expect_navigation():
+                page.locator("#retry").click()
+            page.wait_for_function("() => document.getElementById('status').textContent === '已完成'")
+            retried = {"status": page.locator("#status").inner_text(),
+                       "download": page.locator("#download").is_visible()}
+            context.close()
+        return ReportRun(title, progress, shown, waited, after_kill, retried, files(report_id),
+                         [procs[0].display, server.display],
+                         log_lines(server.log(), "is lost (running)"))
+    finally:
+        launcher.stop_together(procs)
+        broker.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def report_worker_killed() -> ReportRun:
+    return report_killed()
+
+
+REPORTS = (report_worker_killed,)
+
+
+def database_restart() -> DatabaseRun:
+    return database_restarts()
+
+
+DATABASES = (database_restart,)
+
 #: Every scenario the chapter's sections show, in the order they show them.
-CHAPTER = (*KILLS, *CHILD_KILLS, *SHUTDOWNS, *PREFETCH, *BROKER_RESTARTS, *SENDS, *OUTAGES, *BACKENDS, *MEMORY)
+CHAPTER = (*KILLS, *CHILD_KILLS, *SHUTDOWNS, *PREFETCH, *BROKER_RESTARTS, *SENDS, *OUTAGES, *BACKENDS, *MEMORY,
+           *DATABASES, *REPORTS)
 
 
 if __name__ == "__main__":

@@ -477,8 +477,11 @@ def stop_together(procs: Sequence[Proc], mode: str = "warm") -> None:
     """Stop several processes side by side (a warm stop of a prefork worker
     takes a second or two), then remove their log folders."""
     if len(procs) > 1:
-        with ThreadPoolExecutor(max_workers=len(procs)) as pool:
-            list(pool.map(lambda proc: proc.stop(mode), procs))
+        try:
+            with ThreadPoolExecutor(max_workers=len(procs)) as pool:
+                list(pool.map(lambda proc: proc.stop(mode), procs))
+        except RuntimeError:  # at interpreter exit (atexit) no new thread may start: one after the other
+            pass
     for proc in procs:
         proc.stop(mode)
         proc.cleanup()

@@ -62,6 +62,7 @@ FILES = {
     "tests/test_workflow.py": "11",
     "tests/test_pytest_report.py": "11",
     "tests/test_reliability.py": "12",
+    "tests/test_postgres.py": "12",
     "tests/test_parallelism.py": "08",
     "tests/test_task_events.py": "08",
     "tests/test_wordcount.py": "08",

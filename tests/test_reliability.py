@@ -1,7 +1,7 @@
 """Chapter 12's fault harness (instruments.faults) against real processes.
 
 Every scenario of the catalogue (KILLS, CHILD_KILLS, SHUTDOWNS, PREFETCH, BROKER_RESTARTS,
-SENDS, OUTAGES, BACKENDS, MEMORY) runs once, on Valkeys and real `celery` workers of its
+SENDS, OUTAGES, BACKENDS, MEMORY, DATABASES, REPORTS) runs once, on Valkeys and real `celery` workers of its
 own, several at a time (THREADS) in a module-scoped fixture, and the tests below are
 parametrized over the results, so the suite pays for each scenario once, and for all of
 them about as long as for the longest few.
@@ -15,7 +15,9 @@ leaves no process and no data folder behind. For part 2: what a broker restart k
 with and without persistence; what a caller gets when it sends to a broker that is
 down, with Celery's publish retry policy and without, and how long it waits; what a
 broker restart does to a busy worker (and the kombu 5.7 bug that kills a late-ack one);
-what a result backend outage costs; how a leaking pool process grows and is replaced.
+what a result backend outage costs; how a leaking pool process grows and is replaced; what a
+PostgreSQL restart does to a Django worker's tasks, its own thread and its results; what chapter
+05's report page shows, in Chromium, when its worker's whole group is SIGKILLed mid-report.
 Then the failure paths (clear errors within their timeouts, nothing left running) and
 launcher.Proc's send_signal() and children().
 """
@@ -43,6 +45,7 @@ from celery import Celery
 from celery.app.defaults import DEFAULTS
 
 import launcher
+import launcher.postgres
 from demo_tasks import reliability
 from instruments import faults
 from launcher import procs, scratch
@@ -174,7 +177,8 @@ MEMORY_OPTIONS = {"memory_default": "", "memory_max_tasks": "--max-tasks-per-chi
 
 GROUPS = {"kills": faults.KILLS, "child_kills": faults.CHILD_KILLS, "shutdowns": faults.SHUTDOWNS,
           "prefetch": faults.PREFETCH, "broker_restarts": faults.BROKER_RESTARTS, "sends": faults.SENDS,
-          "outages": faults.OUTAGES, "backends": faults.BACKENDS, "memory": faults.MEMORY}
+          "outages": faults.OUTAGES, "backends": faults.BACKENDS, "memory": faults.MEMORY,
+          "databases": faults.DATABASES, "reports": faults.REPORTS}
 SCENARIOS = [f.__name__ for f in (*faults.KILLS, *faults.CHILD_KILLS, *faults.SHUTDOWNS)]
 PREFETCH = [f.__name__ for f in faults.PREFETCH]
 RESTARTS = [f.__name__ for f in faults.BROKER_RESTARTS]
@@ -182,6 +186,8 @@ SENDS = [f.__name__ for f in faults.SENDS]
 OUTAGES = [f.__name__ for f in faults.OUTAGES]
 BACKENDS = [f.__name__ for f in faults.BACKENDS]
 MEMORY = [f.__name__ for f in faults.MEMORY]
+DATABASES = [f.__name__ for f in faults.DATABASES]
+REPORTS = [f.__name__ for f in faults.REPORTS]
 
 
 def test_every_scenario_of_the_catalogue_has_its_expectations():
@@ -192,6 +198,8 @@ def test_every_scenario_of_the_catalogue_has_its_expectations():
     for names, expected in ((RESTARTS, RESTART_EXPECTED), (SENDS, SEND_BOUNDS), (OUTAGES, OUTAGE_EXPECTED),
                             (BACKENDS, BACKEND_EXPECTED), (MEMORY, MEMORY_OPTIONS)):
         assert sorted(names) == sorted(expected)
+    assert DATABASES == ["database_restart"] and len(DATABASE_CASES) == 5
+    assert REPORTS == ["report_worker_killed"]
     assert sorted(g for phase in PHASES for g in phase) == sorted(GROUPS), "every group runs, once"
     assert sorted(f.__name__ for f in faults.CHAPTER) == sorted(f.__name__ for fs in GROUPS.values() for f in fs), \
         "the tests run every scenario the chapter shows"
@@ -229,6 +237,8 @@ class Catalogue:
     leftovers: list[str] = field(default_factory=list)
     #: Every data folder a scenario asked faults.data_folder() for.
     folders: list[Path] = field(default_factory=list)
+    #: The folder of every PostgreSQL server a scenario started.
+    databases: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -266,8 +276,8 @@ def marked() -> Iterator[Marked]:
 #: other, and how many scenarios run at once in a phase. All 30 at once overload two cores (a
 #: scenario's timing breaks: a fault comes after the tasks it should hit have finished); one group
 #: after the other (faults.side_by_side each) takes about twice as long.
-PHASES = (("shutdowns", "kills", "outages", "sends", "child_kills", "memory", "backends", "broker_restarts",
-           "prefetch"),)
+PHASES = (("shutdowns", "databases", "reports", "kills", "outages", "sends", "child_kills", "memory", "backends",
+           "broker_restarts", "prefetch"),)
 #: As many as the notebook's background runs at once (faults.Background): the suite runs beside
 #: other tests on 2 cores, some of them timing-sensitive.
 THREADS = 4
@@ -287,6 +297,14 @@ def catalogue() -> Catalogue:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(faults, "Ledger", RecordingLedger)
         mp.setattr(faults, "data_folder", recording(faults.data_folder, out.folders))
+        start_postgres = launcher.postgres.start_postgres
+
+        def recorded_postgres(**kwargs):
+            db = start_postgres(**kwargs)
+            out.databases.append(db.folder)
+            return db
+
+        mp.setattr(launcher.postgres, "start_postgres", recorded_postgres)
         # A scratch folder another test of this process left current would hold the data folders:
         # here they go to temporary folders (test_data_folder_... covers the scratch).
         mp.setattr(scratch, "_current", None)
@@ -388,14 +406,21 @@ def test_the_scenarios_leave_no_process_behind(catalogue):
     assert catalogue.leftovers == []
 
 
+def test_the_database_scenario_removes_its_servers_folder(catalogue):
+    assert len(catalogue.databases) == len(DATABASES)
+    assert [folder for folder in catalogue.databases if folder.exists()] == []
+
+
 def test_the_scenarios_leave_no_data_folder_behind(catalogue):
     """The persistent broker_restart and every broker_outage made one (in a temporary folder: no
-    scratch here), a new one each, and removed it, the restarted broker's append-only file with it."""
+    scratch here), a new one each, and removed it, the restarted broker's append-only file with it;
+    so did the report scenario, for its project's SQLite file and media."""
     folders = catalogue.folders
     persistent = [n for n in RESTARTS if RESTART_EXPECTED[n][2]]
-    assert len(folders) == len(persistent) + len(OUTAGES) == len(set(folders)), folders
-    assert all(f.parent == Path(tempfile.gettempdir()) and f.name.startswith("valkey-data-") for f in folders), \
-        folders
+    assert len(folders) == len(persistent) + len(OUTAGES) + len(REPORTS) == len(set(folders)), folders
+    assert all(f.parent == Path(tempfile.gettempdir()) for f in folders), folders
+    assert sorted(f.name.split("-")[0] for f in folders) == \
+        sorted(["report"] * len(REPORTS) + ["valkey"] * (len(persistent) + len(OUTAGES))), folders
     assert [f for f in folders if f.exists()] == []
 
 
@@ -594,6 +619,92 @@ def test_the_backend_is_a_server_of_its_own(catalogue, name):
     assert urls and urls[1] != urls[2], command
     assert run.settings == (faults.BACKEND_RETRY if name == "backend_down_retry" else ())
     assert command.endswith(" -- " + " ".join(run.settings) if run.settings else PLAIN), command
+
+
+# --- PostgreSQL restarted under a Django worker -----------------------------------------------
+
+#: Each case of database_restarts, in order: its state in the result table, and what it saw.
+DATABASE_CASES = [
+    ("两个任务之间", "SUCCESS", "新连接"),
+    ("worker 自己的线程（不是任务）", "（线程没有结果）",
+     "OperationalError: terminating connection due to administrator command"
+     " → OperationalError: the connection is closed"),
+    ("任务执行中", "STARTED", "存结果时 OperationalError: the connection is closed"),
+    ("任务执行中，任务自己重试", "SUCCESS", "重试后成功，用的是新连接"),
+    # result_backend_always_retry does not retry psycopg 3's OperationalError (django-celery-results
+    # retries InterfaceError only): the same as without it.
+    ("任务执行中，存结果时重试", "STARTED", "存结果时 OperationalError: the connection is closed"),
+]
+
+
+def test_database_cases_give_their_states_and_errors(catalogue):
+    run: faults.DatabaseRun = catalogue.results["database_restart"]
+    assert [(c["case"], c["state"], c["seen"]) for c in run.cases] == DATABASE_CASES
+    assert [row[3] for row in run.rows()] == [state for _, state, _ in DATABASE_CASES]
+
+
+def test_the_django_fixup_gives_every_task_a_new_connection(catalogue):
+    run: faults.DatabaseRun = catalogue.results["database_restart"]
+    assert len(run.backends) == 2 and run.backends[0] != run.backends[1]
+
+
+def test_a_thread_outside_tasks_keeps_its_broken_connection(catalogue):
+    run: faults.DatabaseRun = catalogue.results["database_restart"]
+    assert run.side[0].startswith("backend ") and run.side[0].split()[1].isdigit()
+    assert run.side[1:] == ["OperationalError: terminating connection due to administrator command",
+                            "OperationalError: the connection is closed"]
+
+
+def test_the_retrying_task_retried_on_the_database_error_and_succeeded(catalogue):
+    run: faults.DatabaseRun = catalogue.results["database_restart"]
+    assert run.retries >= 1
+    assert "Retry in 1s: OperationalError('terminating connection due to administrator command')" in run.log
+    # The two tasks without a retry could not store their FAILURE, each said so once.
+    assert run.log.count("Exception raised outside body: OperationalError('the connection is closed')") >= 2
+    assert "site-packages" not in run.log and "celery/app/trace.py" in run.log
+
+
+def test_the_database_scenario_shows_its_server_and_workers(catalogue):
+    run: faults.DatabaseRun = catalogue.results["database_restart"]
+    server, w1, w2 = run.commands
+    assert " -D " in server and "listen_addresses=127.0.0.1" in server and "postgres" in server
+    for command in (w1, w2):
+        assert "celery -A django_demo worker" in command and " -I demo_tasks.database" in command
+        assert "DATABASE_URL=postgres://course:***@127.0.0.1:" in command, "the password is not shown"
+    assert w1.endswith(" -I demo_tasks.database") and w2.endswith(" -- result.backend_always_retry=true")
+    assert run.server_log.splitlines() == ["LOG:  received fast shutdown request",
+                                           "FATAL:  terminating connection due to administrator command"]
+
+
+# --- Chapter 05's report, its worker killed --------------------------------------------------
+
+def test_the_report_page_shows_the_lost_report_with_a_retry_button(catalogue):
+    run: faults.ReportRun = catalogue.results["report_worker_killed"]
+    assert 20 <= run.progress_at_kill < 100
+    assert run.page == {"status": "失败", "retry": True,
+                        "error": f"任务丢失：{faults.REPORT_LOST_AFTER} 秒没有收到进度（worker 可能被停止了）。"}
+    # The watchdog counts from the last progress, which came at most one step before the kill.
+    assert run.waited >= faults.REPORT_LOST_AFTER - faults.REPORT_STEP
+    assert re.fullmatch(r"report [0-9a-f-]{36}: task [0-9a-f-]{36} is lost \(running\); error id [0-9a-f]{8}",
+                        run.server_log), run.server_log
+
+
+def test_a_killed_report_leaves_no_file_and_a_retry_makes_exactly_one(catalogue):
+    run: faults.ReportRun = catalogue.results["report_worker_killed"]
+    assert run.files_after_kill == []
+    assert run.page_after_retry == {"status": "已完成", "download": True}
+    assert len(run.files_after_retry) == 1
+    assert re.fullmatch(r"report-[0-9a-f-]{36}-[0-9a-f]{8}\.csv", run.files_after_retry[0])
+    assert launcher.sanitize(run.files_after_retry[0]) == "report-REPORT-ID-TASK.csv"
+
+
+def test_the_report_scenario_shows_its_worker_and_server(catalogue):
+    run: faults.ReportRun = catalogue.results["report_worker_killed"]
+    worker, server = run.commands
+    assert "celery -A django_demo worker" in worker and "manage.py runserver --noreload" in server
+    for command in (worker, server):
+        assert f"REPORT_LOST_AFTER_SECONDS={faults.REPORT_LOST_AFTER}" in command
+        assert "COURSE_ADMIN_PASSWORD=\"$(cat " in command, "the password is read from its file, never shown"
 
 
 # --- A leaking task ------------------------------------------------------------------------
