@@ -1060,7 +1060,7 @@ class DatabaseRun:
     #: How many times the retrying task retried before it succeeded.
     retries: int
     commands: list[str] = field(default_factory=list)
-    #: The worker's log lines about the results it could not store.
+    #: The worker's log records about the states it could not store (one per task the stop hit).
     log: str = ""
     #: The server's log lines about the sessions it ended.
     server_log: str = ""
@@ -1167,7 +1167,7 @@ def database_restarts(title: str = "PostgreSQL 在 worker 运行时重启") -> D
         state, result, log_always = down_during("database_work", w2, GAVE_UP)
         cases.append({"case": "任务执行中，存结果时重试", "task": "database_work", "when": "任务的查询正在运行",
                       "state": state, "seen": _outside_body(log_always)})
-        needles = ("outside body", "Retry in")
+        needles = ("outside body", " retry: Retry in")  # log records only: tracebacks vary
         return DatabaseRun(title, cases, backends, side, retries, [db.proc.display, *(w.display for w in workers)],
                            "\n".join(log_lines(text, *needles) for text in (log, log_retried, log_always)),
                            _server_lines(db.logs(), "received fast shutdown", "terminating connection"))

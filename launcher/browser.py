@@ -27,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,8 @@ from pathlib import Path
 #: Quiet, deterministic, container-friendly: no sandbox (containers often run
 #: as root, where Chromium's sandbox refuses to start), no GPU, no calls home,
 #: no first-run UI; /tmp instead of a possibly tiny /dev/shm (Docker: 64 MB).
+#: The longest TMPDIR Chromium is started with as it is (its singleton socket goes 45 bytes deeper).
+MAX_TMPDIR = 60
 CHROMIUM_ARGS = (
     "--no-sandbox",
     "--disable-gpu",
@@ -121,17 +124,28 @@ def chromium(*, headless: bool = True, args: tuple[str, ...] = ()) -> Iterator:
     whatever happens inside the ``with`` block."""
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        executable = find_chromium(playwright)
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=headless,
-            args=[*CHROMIUM_ARGS, *args], timeout=60_000)
-        try:
-            yield browser
-        finally:
-            # Closes every context and page, then ends the browser process;
-            # leaving sync_playwright() then stops Playwright's driver.
-            browser.close()
+    # Chromium keeps a socket in TMPDIR, whose path must fit a Unix socket's 107 bytes: a deep
+    # TMPDIR (a notebook run inside a test run) ended it at once ("Socket path too long").
+    short_tmp = None
+    env = None
+    if len(tempfile.gettempdir()) > MAX_TMPDIR:
+        short_tmp = tempfile.mkdtemp(prefix="chromium-", dir="/tmp")
+        env = {**os.environ, "TMPDIR": short_tmp}
+    try:
+        with sync_playwright() as playwright:
+            executable = find_chromium(playwright)
+            browser = playwright.chromium.launch(
+                executable_path=executable, headless=headless,
+                args=[*CHROMIUM_ARGS, *args], timeout=60_000, env=env)
+            try:
+                yield browser
+            finally:
+                # Closes every context and page, then ends the browser process;
+                # leaving sync_playwright() then stops Playwright's driver.
+                browser.close()
+    finally:
+        if short_tmp:
+            shutil.rmtree(short_tmp, ignore_errors=True)
 
 
 def ensure() -> str:

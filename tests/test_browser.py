@@ -120,3 +120,21 @@ def test_chromium_env_var_must_name_an_executable(monkeypatch, tmp_path):
     monkeypatch.setenv("CHROMIUM", str(tmp_path / "no-such-browser"))
     with pytest.raises(lb.BrowserNotFound, match=r"CHROMIUM=.* is not an executable"):
         lb.system_chromium()
+
+
+def test_chromium_starts_under_a_deep_temporary_folder_and_leaves_nothing(monkeypatch, tmp_path):
+    """A notebook run inside a test run has a TMPDIR two folders deep: Chromium's singleton socket
+    no longer fit a Unix socket path there and Chromium died at once. chromium() gives it a short one."""
+    import tempfile
+    from pathlib import Path
+
+    deep = tmp_path / ("d" * 40) / ("e" * 40)
+    deep.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    before = set(Path("/tmp").glob("chromium-*"))
+    with chromium() as b:
+        page = b.new_page()
+        page.set_content("<p id=x>中文</p>")
+        assert page.locator("#x").inner_text() == "中文"
+    assert set(Path("/tmp").glob("chromium-*")) == before, "its short temporary folder is removed"

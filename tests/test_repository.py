@@ -152,7 +152,7 @@ def test_the_course_runs_without_the_test_requirements():
 
 def test_make_alone_lists_the_targets():
     out = subprocess.run(["make", "-s"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for target in ("lab", "test", "test-notebook", "lint", "pictures", "notebooks"):
+    for target in ("lab", "test", "test-notebook", "lint", "pictures", "notebooks", "browser", "postgres"):
         assert re.search(rf"make {target}\s+\S", out), out
 
 
