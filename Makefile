@@ -39,7 +39,9 @@ install: $(COURSE_STAMP) ## Create .venv with what the course needs to run (done
 
 install-test: $(TEST_STAMP) ## Add what the tests, pictures and lint need (done by test)
 
-lab: install postgres ## Start a broker (embedded Valkey unless REDIS_URL or 6379 has one) and JupyterLab
+lab: install ## Start a broker (embedded Valkey unless REDIS_URL or 6379 has one) and JupyterLab
+	@# PostgreSQL for chapter 12's scenario 10 only: without one (offline), the other chapters still run.
+	$(BIN)/python -m launcher.postgres --optional
 	$(BIN)/python -m launcher.lab
 
 browser: install-test ## Make sure Playwright has a Chromium (the system's, else `playwright install chromium`)

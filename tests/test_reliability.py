@@ -640,7 +640,7 @@ DATABASE_CASES = [
 def test_database_cases_give_their_states_and_errors(catalogue):
     run: faults.DatabaseRun = catalogue.results["database_restart"]
     assert [(c["case"], c["state"], c["seen"]) for c in run.cases] == DATABASE_CASES
-    assert [row[3] for row in run.rows()] == [state for _, state, _ in DATABASE_CASES]
+    assert run.forced == 0, "every fast shutdown ended by itself"
 
 
 def test_the_django_fixup_gives_every_task_a_new_connection(catalogue):
@@ -659,10 +659,12 @@ def test_the_retrying_task_retried_on_the_database_error_and_succeeded(catalogue
     run: faults.DatabaseRun = catalogue.results["database_restart"]
     assert run.retries >= 1
     # Each of the three tasks the stop hit could not store its state (FAILURE; the retrying one
-    # its RETRY, after it had sent its retry): one log record each, the broken connection named.
-    assert run.log.count("Exception raised outside body: OperationalError('the connection is closed')") == 3
-    assert len(run.log.splitlines()) == 3, run.log
-    assert "site-packages" not in run.log and "celery/app/trace.py" in run.log
+    # its RETRY, after it had sent its retry): the first such record of each, the broken connection named.
+    assert list(run.logs) == [case for case, state, _ in DATABASE_CASES[2:]]
+    for line in run.logs.values():
+        assert re.fullmatch(r"\[[-\d :,]+: WARNING/ForkPoolWorker-1\] celery/app/trace\.py:\d+: "
+                            r"RuntimeWarning: Exception raised outside body: "
+                            r"OperationalError\('the connection is closed'\):", line), line
 
 
 def test_the_database_scenario_shows_its_server_and_workers(catalogue):
@@ -684,8 +686,9 @@ def test_the_report_page_shows_the_lost_report_with_a_retry_button(catalogue):
     assert 20 <= run.progress_at_kill < 100
     assert run.page == {"status": "失败", "retry": True,
                         "error": f"任务丢失：{faults.REPORT_LOST_AFTER} 秒没有收到进度（worker 可能被停止了）。"}
-    # The watchdog counts from the last progress, which came at most one step before the kill.
-    assert run.waited >= faults.REPORT_LOST_AFTER - faults.REPORT_STEP
+    # The watchdog counts from the last progress, which came at most one step before the kill;
+    # the page asks every second or so (a broken watchdog fails here, not at a browser timeout).
+    assert faults.REPORT_LOST_AFTER - faults.REPORT_STEP <= run.waited < faults.REPORT_LOST_AFTER + 10
     assert re.fullmatch(r"report [0-9a-f-]{36}: task [0-9a-f-]{36} is lost \(running\); error id [0-9a-f]{8}",
                         run.server_log), run.server_log
 
@@ -696,6 +699,8 @@ def test_a_killed_report_leaves_no_file_and_a_retry_makes_exactly_one(catalogue)
     assert run.page_after_retry == {"status": "已完成", "download": True}
     assert len(run.files_after_retry) == 1
     assert re.fullmatch(r"report-[0-9a-f-]{36}-[0-9a-f]{8}\.csv", run.files_after_retry[0])
+    lost_task = run.server_log.split("task ")[1][:8]
+    assert not run.files_after_retry[0].endswith(f"-{lost_task}.csv"), "the retry ran under a new task id"
     assert launcher.sanitize(run.files_after_retry[0]) == "report-REPORT-ID-TASK.csv"
 
 
