@@ -187,12 +187,36 @@ def _parent_for(user: pwd.struct_passwd | None) -> str | None:
 
 
 def _as_user(argv: list[str], user: pwd.struct_passwd | None) -> list[str]:
+    """``argv`` run as ``user`` (None: ourselves); on Linux, told to shut down fast (SIGINT) when
+    the process that started it dies. That last step comes after the change of user, which
+    clears a parent-death signal set before it (launcher.procs sets one, lost here)."""
+    setpriv = shutil.which("setpriv")
+    if user is not None and setpriv is None:
+        raise PostgresError("Running as root needs util-linux's setpriv to start PostgreSQL as another user.")
+    if sys.platform.startswith("linux") and setpriv:
+        argv = [setpriv, "--pdeathsig", "INT", "--", *argv]
     if user is None:
         return argv
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        raise PostgresError("Running as root needs util-linux's setpriv to start PostgreSQL as another user.")
     return [setpriv, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", "--", *argv]
+
+
+OWNER_FILE = ".owner"
+
+
+def _remove_orphans(parent: Path) -> None:
+    """Remove the folders of servers whose starter died without stopping them (a killed kernel):
+    each folder names the process that made it; the server itself ended with that process."""
+    for folder in parent.glob("course-postgres-*"):
+        try:
+            owner = int((folder / OWNER_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not ours, or being made right now
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, someone else's
 
 
 @dataclass
@@ -294,7 +318,10 @@ def start_postgres(*, port: int | None = None, timeout: float = 30.0) -> Postgre
     if folder_of_programs is None:
         raise PostgresError(HOW_TO_GET_ONE)
     user = _server_user()
-    folder = Path(tempfile.mkdtemp(prefix="course-postgres-", dir=_parent_for(user)))
+    parent = Path(_parent_for(user) or tempfile.gettempdir())
+    _remove_orphans(parent)
+    folder = Path(tempfile.mkdtemp(prefix="course-postgres-", dir=parent))
+    (folder / OWNER_FILE).write_text(str(os.getpid()), encoding="utf-8")
     db = Postgres(folder_of_programs, folder, port or free_port(), secrets.token_urlsafe(18), user=user)
     # Whoever started it may fail before its own stop(): stop_all() (and so the end of the process)
     # stops the server, and removes its folder, which stopping its process alone would leave.

@@ -11,6 +11,8 @@ import http.server
 import io
 import os
 import socket
+import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -20,8 +22,8 @@ import psycopg
 import pytest
 
 from launcher import postgres
-from launcher.procs import group_alive
-from tests.helpers import returns_within
+from launcher.procs import group_alive, wait_for
+from tests.helpers import alive, returns_within
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +188,21 @@ def test_make_postgres_fails_without_one_and_make_lab_goes_on(tmp_path, monkeypa
     assert postgres.main(["--optional"]) == 0
     assert "Going on without PostgreSQL" in capsys.readouterr().err
     assert not (tmp_path / "postgresql").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a parent-death signal is Linux's (prctl)")
+def test_a_server_whose_starter_dies_ends_too_and_its_folder_goes_at_the_next_start():
+    """A kernel killed (no atexit, no stop_all): its PostgreSQL shuts down fast with it, even when,
+    as root, it runs as another user; the next server started removes the folder left behind."""
+    code = ("import os\nfrom launcher.postgres import start_postgres\ndb = start_postgres()\n"
+            "print(db.proc.pid, db.folder, flush=True)\nos._exit(0)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(postgres.__file__).parent.parent, check=True).stdout.split()
+    pid, folder = int(out[0]), Path(out[1])
+    assert wait_for(lambda: not alive(pid), 20), "the server outlived the process that started it"
+    assert folder.is_dir()
+    server = postgres.start_postgres()
+    try:
+        assert not folder.exists(), "the orphan's folder is removed"
+    finally:
+        server.stop()
