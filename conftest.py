@@ -62,18 +62,24 @@ LONGEST_FIRST = ("test_learner_05.py", "test_learner_07.py", "test_learner_08.py
                  "test_learner_10.py", "test_learner_11.py", "test_examples_testing.py",
                  "test_learner_04.py",
                  "test_learner_06.py", "test_commands.py",
-                 # Chapter 12 runs dozens of workers at once: not beside the start-up of the other
-                 # chapters' learner-mode runs (chapter 11's real-worker tests are sensitive to load).
-                 "test_learner_12.py", "test_reliability.py", "12_reliability.ipynb",
                  "07_retries_and_errors.ipynb", "08_workflows.ipynb",
                  "04_flower.ipynb", "test_bad_inputs.py", "05_django_integration.ipynb", "test_retries.py",
                  "test_learner_03.py", "06_periodic_tasks.ipynb", "test_workflows.py", "test_learner_01.py",
                  "test_lab_pictures.py", "test_owner.py", "test_own_project_06.py", "test_own_project_05.py")
 
 
+#: Files that start after all the others: chapter 12 runs dozens of workers, PostgreSQL servers,
+#: a Django site and Chromium at once, three times over (notebook, learner mode, its tests). Beside
+#: the other chapters' learner-mode runs it made their timing-sensitive cells fail (chapter 10's
+#: speed-up, chapter 11's real-worker tests); at the end it has the machine to itself.
+LAST = ("test_learner_12.py", "12_reliability.ipynb", "test_reliability.py")
+
+
 def pytest_collection_modifyitems(session, config, items):
     def rank(item) -> int:
         name = item.path.name
+        if name in LAST:
+            return len(LONGEST_FIRST) + 1 + LAST.index(name)
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: a file's tests (a notebook's cells) keep their order

@@ -30,7 +30,7 @@ HOSTILE = {
     **{f"{prefix}FROM_THE_SHELL": "1" for prefix in DEVELOPER_PREFIXES},
 }
 #: Read on purpose from the developer's environment: where this machine's programs are.
-KEPT = {"PATH", "HOME", "TMPDIR", "CHROMIUM"}
+KEPT = {"PATH", "HOME", "TMPDIR", "CHROMIUM", "POSTGRES_BIN"}
 
 
 def test_clearing_removes_every_developer_setting_and_nothing_else():
