@@ -7,6 +7,7 @@
     workflows.py  chapter 08: canvas (chain, group, chord), routing, rate limits
     wordcount.py  chapter 08: the word counting its tasks do (plain Python, no Celery)
     reliability.py chapter 12: one task that writes a ledger of its starts and finishes, one that leaks
+    database.py   chapter 12: database work in the Django project's worker (``-I demo_tasks.database``)
 
 The Django project of chapters 05-06 is in ``django_demo/``; the services the
 tasks talk to are in ``services/``; the course's measurements in ``instruments/``.

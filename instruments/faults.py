@@ -16,6 +16,10 @@ stopped at the end, so a kill, a restart or a queue left full never reaches
 the chapter's broker; its settings reach the workers on their command line
 (``-- task.acks_late=true``), so each worker's ``display`` shows them.
 
+Two scenarios use the course's Django project instead: ``database_restarts`` (a PostgreSQL
+of its own, launcher.postgres, stopped under a worker) and ``report_killed`` (chapter 05's
+report page in Chromium, its worker SIGKILLed mid-report).
+
 A chapter runs them all in one other process while its learner reads (``Background``:
 ``python -m instruments.faults SCENARIO...`` writes one JSON result per scenario).
 
