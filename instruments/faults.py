@@ -345,6 +345,19 @@ def wait_settled(ledger: Ledger, sender: Celery, workers: Sequence[launcher.Proc
             + "\n".join(w.tail(10) for w in workers))
 
 
+def tear_down(workers: Sequence[launcher.Proc], *started: object, folder: Path | None = None) -> None:
+    """The end of every scenario, whatever happened in it: its workers first (side by side, warm,
+    while their brokers still run), then each of ``started`` in the order given -- a ledger or an
+    app is closed, a broker or a server stopped; None stands for what never started -- then its
+    data folder is removed."""
+    launcher.stop_together(workers)
+    for thing in started:
+        if thing is not None:
+            (thing.close if isinstance(thing, (Ledger, Celery)) else thing.stop)()
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_scenario(title: str, fault: Fault, *, settings: Sequence[str] = (), n: int = 4,
                  seconds: float = 1.0, k: int = 2, concurrency: int = 2,
                  env: dict[str, str] | None = None, timeout: float = 30) -> Run:
@@ -383,10 +396,7 @@ def run_scenario(title: str, fault: Fault, *, settings: Sequence[str] = (), n: i
                    {node_name(w).split('@')[0]: w.log(mark if w is first else 0) for w in workers}, notes,
                    ledger.steps())
     finally:
-        launcher.stop_together(workers)
-        ledger.close()
-        sender.close()
-        broker.stop()
+        tear_down(workers, ledger, sender, broker)
 
 
 def side_by_side(*calls: Callable[[], object]) -> list:
@@ -556,10 +566,8 @@ def prefetch_hostages(title: str, *, settings: Sequence[str] = (), options: Sequ
                            {t: finished_at[t] - sent_at[t] for t in sent_at}, [w.display for w in workers],
                            all(started_at[t] >= finished_at[long_id] for t in held))
     finally:
-        launcher.stop_together(workers)
-        ledger.close()
-        sender.close()
-        broker.stop()
+        tear_down(workers, ledger, sender, broker)
+
 
 def data_folder(name: str) -> Path:
     """An empty folder for a broker's data: in the chapter's scratch folder when there is one
@@ -607,14 +615,7 @@ def broker_restart(title: str, *, persistent: bool, n: int = 4) -> Run:
                    [restarted.proc.display, workers[0].display], {"w1": workers[0].log()},
                    {"queued_before": queued_before, "queued_after": queued_after}, ledger.steps())
     finally:
-        launcher.stop_together(workers)
-        ledger.close()
-        sender.close()
-        broker.stop()
-        if restarted is not None:
-            restarted.stop()
-        if folder:
-            shutil.rmtree(folder, ignore_errors=True)
+        tear_down(workers, ledger, sender, broker, restarted, folder=folder)
 
 
 @dataclass
@@ -656,10 +657,7 @@ def send_while_down(title: str, *, retry: bool = True, attempts: int = 2) -> Sen
                 raise ScenarioError(f"After the broker came back, {conn.llen(QUEUE)} messages are queued, not 1")
         return SendRun(title, outcomes, dict(sender.conf.task_publish_retry_policy))
     finally:
-        sender.close()
-        broker.stop()
-        if restarted is not None:
-            restarted.stop()
+        tear_down([], sender, broker, restarted)
 
 
 def broker_outage(title: str, *, settings: Sequence[str] = (), n: int = 2, seconds: float = 2.0) -> Run:
@@ -702,13 +700,7 @@ def broker_outage(title: str, *, settings: Sequence[str] = (), n: int = 2, secon
                    {node_name(w).split("@")[0]: w.log(mark if w is first else 0) for w in workers},
                    {"worker_survived": survived, "exit_code": first.popen.returncode}, ledger.steps())
     finally:
-        launcher.stop_together(workers)
-        ledger.close()
-        sender.close()
-        broker.stop()
-        if restarted is not None:
-            restarted.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        tear_down(workers, ledger, sender, broker, restarted, folder=folder)
 
 
 @dataclass
@@ -782,13 +774,7 @@ def backend_outage(title: str, *, settings: Sequence[str] = (), n: int = 2, seco
         return BackendRun(title, tuple(settings), ids, ledger.finished(), states, seen,
                           [worker.display], worker.log(mark))
     finally:
-        launcher.stop_together(workers)
-        ledger.close()
-        sender.close()
-        broker.stop()
-        backend.stop()
-        if restarted is not None:
-            restarted.stop()
+        tear_down(workers, ledger, sender, broker, backend, restarted)
 
 
 @dataclass
@@ -827,10 +813,7 @@ def memory_growth(title: str, *, options: Sequence[str] = (), tasks: int = 6, mb
         records = [json.loads(r) for r in ledger.client.lrange(reliability.MEMORY_KEY, 0, -1)]
         return MemoryRun(title, tuple(options), records, [workers[0].display])
     finally:
-        launcher.stop_together(workers)
-        ledger.close()
-        sender.close()
-        broker.stop()
+        tear_down(workers, ledger, sender, broker)
 
 
 def _any_alive(procs: Sequence[psutil.Process]) -> bool:
@@ -1185,13 +1168,7 @@ def database_restarts(title: str = "PostgreSQL 在 worker 运行时重启") -> D
                            _server_lines(db.logs(), "received fast shutdown", "terminating connection"),
                            db.forced)
     finally:
-        launcher.stop_together(workers)
-        for closing in (ledger, sender):
-            if closing is not None:
-                closing.close()
-        for server in (broker, db):
-            if server is not None:
-                server.stop()
+        tear_down(workers, ledger, sender, broker, db)
 
 
 def _server_lines(log: str, *needles: str) -> str:
@@ -1312,10 +1289,7 @@ def report_killed(title: str = "第 05 章的报表，worker 整组被杀") -> R
         raise ScenarioError(f"The report page did not get there: {str(exc).splitlines()[0]}\n"
                             + "\n".join(f"--- {p.name}:\n{p.tail(10)}" for p in procs)) from None
     finally:
-        launcher.stop_together(procs)
-        if broker is not None:
-            broker.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        tear_down(procs, broker, folder=folder)
 
 
 def report_worker_killed() -> ReportRun:
